@@ -1,0 +1,204 @@
+"""Where and how a chapter runs: seeds, device, profile, Colab detection.
+
+Every chapter starts with::
+
+    from segbook.runtime import setup
+    rt = setup(seed=0)          # seeds everything, picks the device and the profile
+    print(rt)                   # "segbook profile=quick device=cpu torch=... threads=2"
+
+and then sizes its experiments with ``rt.profile.choose(quick=..., full=...)``.
+
+Profiles
+--------
+``quick``
+    The default without CUDA and in CI: small images, few samples, few epochs; a chapter finishes
+    in under three minutes on a 2-core CPU.
+``full``
+    The default with CUDA: larger images and longer training (AMP and channels_last on).
+
+The environment variable ``SEGBOOK_PROFILE=quick|full`` overrides the choice.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+from typing import Optional, TypeVar, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PROFILES",
+    "PROFILE_ENV",
+    "Profile",
+    "Runtime",
+    "seed_everything",
+    "pick_device",
+    "get_profile",
+    "in_colab",
+    "setup",
+]
+
+PROFILES = ("quick", "full")
+PROFILE_ENV = "SEGBOOK_PROFILE"
+
+T = TypeVar("T")
+
+
+def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
+    """Seed Python's ``random``, NumPy and torch (CPU and all CUDA devices).
+
+    With ``deterministic=True`` cuDNN autotuning is switched off and cuDNN picks deterministic
+    kernels, so the same seed on the same machine gives the same numbers. (Some CUDA kernels stay
+    non-deterministic; we do not call ``torch.use_deterministic_algorithms`` because it makes a few
+    ops used in the book raise instead of running.)
+
+    Args:
+        seed: a non-negative integer.
+        deterministic: also make cuDNN deterministic.
+
+    Returns:
+        The seed, for logging.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return seed
+
+
+def pick_device(prefer: Optional[str] = None) -> torch.device:
+    """Return the best available device: CUDA, then Apple MPS, then CPU.
+
+    Args:
+        prefer: force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). Asking for one
+            that is not available raises a ``RuntimeError`` that says what is available.
+    """
+    if prefer is not None:
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {prefer!r} was asked for but CUDA is not available here; "
+                "use prefer='cpu' or None to pick automatically"
+            )
+        if dev.type == "mps" and not _mps_available():
+            raise RuntimeError(
+                f"device {prefer!r} was asked for but Apple MPS is not available here; "
+                "use prefer='cpu' or None to pick automatically"
+            )
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named experiment size: ``quick`` (CPU/CI) or ``full`` (GPU)."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in PROFILES:
+            raise ValueError(
+                f"unknown profile {self.name!r}; expected one of {PROFILES} "
+                f"(set {PROFILE_ENV}=quick or {PROFILE_ENV}=full)"
+            )
+
+    @property
+    def is_quick(self) -> bool:
+        return self.name == "quick"
+
+    @property
+    def is_full(self) -> bool:
+        return self.name == "full"
+
+    def choose(self, *, quick: T, full: T) -> T:
+        """Return ``quick`` or ``full`` depending on this profile.
+
+        Example: ``epochs = rt.profile.choose(quick=3, full=30)``.
+        """
+        return quick if self.is_quick else full
+
+
+def get_profile(name: Optional[str] = None, *, device: Optional[Union[str, torch.device]] = None) -> Profile:
+    """Select the profile.
+
+    Order of precedence: the ``name`` argument, then ``$SEGBOOK_PROFILE``, then the device
+    (``full`` on CUDA, ``quick`` otherwise). Names are case-insensitive; an unknown name raises
+    ``ValueError`` listing the valid ones.
+    """
+    source = "argument"
+    if name is None:
+        env = os.environ.get(PROFILE_ENV, "").strip()
+        if env:
+            name, source = env, f"${PROFILE_ENV}"
+    if name is None:
+        dev = torch.device(device) if device is not None else pick_device()
+        return Profile("full" if dev.type == "cuda" else "quick")
+    if not isinstance(name, str):
+        raise TypeError(f"profile name must be a str, got {type(name).__name__}")
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"unknown profile {name!r} (from the {source}); expected one of {PROFILES}. "
+            f"Unset {PROFILE_ENV} to choose automatically (full on CUDA, quick otherwise)."
+        )
+    return Profile(key)
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What :func:`setup` chose; ``print(rt)`` gives a one-line summary for the chapter log."""
+
+    seed: int
+    device: torch.device
+    profile: Profile
+
+    @property
+    def amp(self) -> bool:
+        """Mixed precision is used on CUDA only."""
+        return self.device.type == "cuda"
+
+    def __str__(self) -> str:
+        return (
+            f"segbook profile={self.profile.name} device={self.device} "
+            f"torch={torch.__version__} threads={torch.get_num_threads()} "
+            f"colab={in_colab()}"
+        )
+
+
+def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str] = None) -> Runtime:
+    """Seed everything, pick the device and the profile; the first call of every chapter.
+
+    Args:
+        seed: global seed (see :func:`seed_everything`).
+        profile: ``"quick"`` or ``"full"``; default from ``$SEGBOOK_PROFILE`` or the device.
+        device: force a device; default :func:`pick_device`.
+    """
+    seed_everything(seed)
+    dev = pick_device(device)
+    prof = get_profile(profile, device=dev)
+    return Runtime(seed=seed, device=dev, profile=prof)
+
