@@ -1,0 +1,324 @@
+"""Procedural datasets: the book's offline default, no download and no files.
+
+Both datasets draw item ``i`` from ``numpy.random.default_rng((seed, i))``, so an item is a pure
+function of ``(seed, i)``: the same on every machine and in every order, and two datasets with
+different seeds never share a scene.
+
+``ShapesSegmentation``
+    Scenes of several filled and thin shapes on a textured, noisy background. The class of a
+    pixel is the *shape* it belongs to; every shape and the background draw their colours from the
+    same distribution, so colour alone does not give the class and a model must use context
+    (a ring and a disc have the same colours, only the hole tells them apart) and boundaries.
+    Classes: background, disc, square, triangle, ring (thin), line (thin).
+
+``ShapesClassification``
+    Small images (32x32 by default) with one shape out of ten, at random position, scale,
+    rotation and contrast on a textured, noisy background: a CIFAR-sized task that needs no
+    download and still separates the chapter-1 backbones.
+
+Images are float32 ``[3, H, W]`` in [0, 1]; masks are int64 ``[H, W]`` class indices. Items are
+rendered once when the dataset is built and stored as uint8 (a 64x64 item takes 16 KiB).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = [
+    "SEGMENTATION_CLASSES",
+    "CLASSIFICATION_CLASSES",
+    "ShapesSegmentation",
+    "ShapesClassification",
+    "render_scene",
+    "render_shape_image",
+    "make_loader",
+]
+
+SEGMENTATION_CLASSES = ("background", "disc", "square", "triangle", "ring", "line")
+CLASSIFICATION_CLASSES = (
+    "disc", "ring", "square", "frame", "triangle", "plus", "ellipse", "bar", "pair", "crescent",
+)
+
+# Separate RNG streams for the two datasets, so ShapesSegmentation(seed=0)[0] and
+# ShapesClassification(seed=0)[0] are unrelated draws.
+_SEG_STREAM, _CLS_STREAM = 11, 23
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering primitives (vectorised over the pixel grid)
+# ----------------------------------------------------------------------------------------------
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return yy + 0.5, xx + 0.5
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0.1, 0.9, size=3).astype(np.float32)
+
+
+def _texture(rng: np.random.Generator, size: int, yy: np.ndarray, xx: np.ndarray, amp: float) -> np.ndarray:
+    """A base colour modulated by a few random plane waves: ``[3, H, W]``."""
+    base = _colour(rng)
+    pattern = np.zeros((size, size), np.float32)
+    for _ in range(3):
+        freq = rng.uniform(0.5, 6.0) / size  # cycles per pixel
+        theta = rng.uniform(0, math.pi)
+        phase = rng.uniform(0, 2 * math.pi)
+        pattern += np.sin(2 * math.pi * freq * (np.cos(theta) * xx + np.sin(theta) * yy) + phase)
+    direction = rng.normal(size=3).astype(np.float32)
+    direction /= np.linalg.norm(direction) + 1e-6
+    return base[:, None, None] + amp / 3.0 * direction[:, None, None] * pattern[None]
+
+
+def _rotate(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    dy, dx = yy - cy, xx - cx
+    c, s = math.cos(theta), math.sin(theta)
+    return c * dx + s * dy, -s * dx + c * dy  # (u, v) in the shape's frame
+
+
+def _segment_distance(yy, xx, y0, x0, y1, x1) -> np.ndarray:
+    py, px = yy - y0, xx - x0
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip((py * dy + px * dx) / (dy * dy + dx * dx + 1e-6), 0.0, 1.0)
+    return np.hypot(py - t * dy, px - t * dx)
+
+
+def _shape_mask(kind: str, rng: np.random.Generator, size: int, yy, xx, scale: float) -> np.ndarray:
+    """Boolean ``[H, W]`` mask of one randomly placed shape of ``kind``.
+
+    ``scale`` is the shape's nominal radius in pixels.
+    """
+    margin = 0.3 * scale
+    cy, cx = rng.uniform(margin, size - margin, size=2)
+    theta = rng.uniform(0, 2 * math.pi)
+    u, v = _rotate(yy, xx, cy, cx, theta)
+    r = np.hypot(u, v)
+    thin = max(0.75, size / 64.0)  # half-width of thin strokes: 1.5 px at 64x64
+    if kind == "disc":
+        return r <= scale
+    if kind == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.8 * scale
+    if kind == "triangle":
+        inside = np.ones_like(u, dtype=bool)
+        for k in range(3):
+            a = 2 * math.pi * k / 3
+            inside &= (math.cos(a) * u + math.sin(a) * v) <= 0.55 * scale
+        return inside
+    if kind == "ring":
+        return np.abs(r - scale) <= thin
+    if kind == "frame":
+        return np.abs(np.maximum(np.abs(u), np.abs(v)) - 0.8 * scale) <= thin
+    if kind == "line":
+        half = rng.uniform(1.2, 2.5) * scale
+        return _segment_distance(u, v, 0.0, -half, 0.0, half) <= thin
+    if kind == "bar":
+        return (np.abs(u) <= 1.4 * scale) & (np.abs(v) <= thin)
+    if kind == "plus":
+        w = max(thin, 0.22 * scale)
+        return ((np.abs(u) <= scale) & (np.abs(v) <= w)) | ((np.abs(v) <= scale) & (np.abs(u) <= w))
+    if kind == "ellipse":
+        return (u / scale) ** 2 + (v / (0.45 * scale)) ** 2 <= 1.0
+    if kind == "pair":
+        d = 0.6 * scale
+        small = 0.45 * scale
+        return (np.hypot(u - d, v) <= small) | (np.hypot(u + d, v) <= small)
+    if kind == "crescent":
+        return (r <= scale) & (np.hypot(u - 0.5 * scale, v) > 0.8 * scale)
+    raise ValueError(f"unknown shape kind {kind!r}")
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    img = img + rng.normal(0.0, noise, size=img.shape).astype(np.float32)
+    return np.clip(img, 0.0, 1.0)
+
+
+def render_scene(seed: int, index: int, size: int = 64, *, max_objects: int = 5, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Render segmentation scene ``index`` of stream ``seed``.
+
+    Returns:
+        image: float32 ``[3, size, size]`` in [0, 1].
+        mask: int64 ``[size, size]`` with values in ``range(len(SEGMENTATION_CLASSES))``.
+    """
+    rng = np.random.default_rng((_SEG_STREAM, seed, index))
+    yy, xx = _grid(size)
+    img = _texture(rng, size, yy, xx, amp=0.35)
+    mask = np.zeros((size, size), np.int64)
+    n_objects = int(rng.integers(2, max_objects + 1))
+    for _ in range(n_objects):
+        cls = int(rng.integers(1, len(SEGMENTATION_CLASSES)))
+        scale = rng.uniform(0.07, 0.16) * size
+        m = _shape_mask(SEGMENTATION_CLASSES[cls], rng, size, yy, xx, scale)
+        fill = _texture(rng, size, yy, xx, amp=0.25)
+        img = np.where(m[None], fill, img)
+        mask[m] = cls
+    return _finish(img, rng, noise), mask
+
+
+def render_shape_image(seed: int, index: int, size: int = 32, *, noise: float = 0.08) -> tuple[np.ndarray, int]:
+    """Render classification image ``index`` of stream ``seed``.
+
+    Returns:
+        image: float32 ``[3, size, size]`` in [0, 1].
+        label: int in ``range(len(CLASSIFICATION_CLASSES))``; labels are balanced (``index % 10``)
+        so every class has the same number of items in any prefix of 10k items.
+    """
+    rng = np.random.default_rng((_CLS_STREAM, seed, index))
+    label = index % len(CLASSIFICATION_CLASSES)
+    yy, xx = _grid(size)
+    img = _texture(rng, size, yy, xx, amp=0.45)
+    # A few small distractor specks of shape colours so "which colour is the object" is no shortcut.
+    for _ in range(int(rng.integers(0, 4))):
+        speck = _shape_mask("disc", rng, size, yy, xx, rng.uniform(0.03, 0.06) * size)
+        img = np.where(speck[None], _colour(rng)[:, None, None], img)
+    scale = rng.uniform(0.2, 0.36) * size
+    m = _shape_mask(CLASSIFICATION_CLASSES[label], rng, size, yy, xx, scale)
+    # Contrast is random and sometimes low: the object colour is the background mean plus a step.
+    bg_mean = img.reshape(3, -1).mean(axis=1)
+    step = rng.normal(size=3).astype(np.float32)
+    step *= rng.uniform(0.2, 0.55) / (np.linalg.norm(step) + 1e-6)
+    fill = np.clip(bg_mean + step, 0, 1)[:, None, None] + 0.1 * _texture(rng, size, yy, xx, amp=0.5) - 0.05
+    img = np.where(m[None], fill, img)
+    return _finish(img, rng, noise), label
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets
+# ----------------------------------------------------------------------------------------------
+def _check_count_size(n: int, size: int, min_size: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (an empty dataset cannot be trained on), got {n}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < min_size:
+        raise ValueError(f"size must be an int >= {min_size}, got {size!r}")
+
+
+class _RenderedDataset(Dataset):
+    classes: tuple[str, ...] = ()
+
+    def __init__(self, n: int, size: int, seed: int, transform: Optional[Callable]) -> None:
+        self.n, self.size, self.seed, self.transform = int(n), int(size), int(seed), transform
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _index(self, i: int) -> int:
+        if not -self.n <= i < self.n:
+            raise IndexError(f"index {i} out of range for a dataset of {self.n} items")
+        return i % self.n
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, size={self.size}, seed={self.seed}, classes={self.num_classes})"
+
+
+class ShapesSegmentation(_RenderedDataset):
+    """Procedural semantic-segmentation scenes (see the module docstring).
+
+    Args:
+        n: number of scenes.
+        size: image side in pixels (>= 32).
+        seed: stream seed; item i is a pure function of (seed, i).
+        transform: optional joint transform ``(image, mask) -> (image, mask)``, e.g.
+            :class:`segbook.data.transforms.SegmentationAugment`.
+
+    Items: ``(image float32 [3, size, size] in [0, 1], mask int64 [size, size])``.
+    """
+
+    classes = SEGMENTATION_CLASSES
+
+    def __init__(self, n: int, *, size: int = 64, seed: int = 0, transform: Optional[Callable] = None) -> None:
+        _check_count_size(n, size, 32)
+        super().__init__(n, size, seed, transform)
+        images = np.empty((n, 3, size, size), np.uint8)
+        masks = np.empty((n, size, size), np.uint8)
+        for i in range(n):
+            img, mask = render_scene(self.seed, i, size)
+            images[i] = np.round(img * 255)
+            masks[i] = mask
+        self._images = torch.from_numpy(images)
+        self._masks = torch.from_numpy(masks)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self._index(i)
+        image = self._images[i].float().div_(255)
+        mask = self._masks[i].long()
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All items at once, without the transform: ``([n, 3, H, W] float32, [n, H, W] int64)``."""
+        return self._images.float().div_(255), self._masks.long()
+
+
+class ShapesClassification(_RenderedDataset):
+    """Procedural 10-class shape images (see the module docstring).
+
+    Args:
+        n: number of images (classes are balanced: label = index % 10).
+        size: image side in pixels (>= 16), 32 by default like CIFAR-10.
+        seed: stream seed; item i is a pure function of (seed, i).
+        transform: optional image transform ``image -> image``.
+
+    Items: ``(image float32 [3, size, size] in [0, 1], label int64 scalar)``.
+    """
+
+    classes = CLASSIFICATION_CLASSES
+
+    def __init__(self, n: int, *, size: int = 32, seed: int = 0, transform: Optional[Callable] = None) -> None:
+        _check_count_size(n, size, 16)
+        super().__init__(n, size, seed, transform)
+        images = np.empty((n, 3, size, size), np.uint8)
+        labels = np.empty((n,), np.int64)
+        for i in range(n):
+            img, labels[i] = render_shape_image(self.seed, i, size)
+            images[i] = np.round(img * 255)
+        self._images = torch.from_numpy(images)
+        self._labels = torch.from_numpy(labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self._index(i)
+        image = self._images[i].float().div_(255)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self._labels[i]
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All items at once, without the transform: ``([n, 3, H, W] float32, [n] int64)``."""
+        return self._images.float().div_(255), self._labels.clone()
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A ``DataLoader`` whose shuffling order is fixed by ``seed`` (same seed, same batches).
+
+    Raises:
+        ValueError: for an empty dataset or a non-positive batch size.
+    """
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("dataset is empty: nothing to load (check its size/split)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    generator = torch.Generator().manual_seed(int(seed))
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+        num_workers=num_workers, drop_last=drop_last, pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+
