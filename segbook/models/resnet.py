@@ -1,0 +1,334 @@
+"""Residual networks (He et al. 2016) and the plain networks they were compared with.
+
+The idea: instead of asking a stack of layers to fit a mapping ``H(x)`` directly, let it fit the
+residual ``F(x) = H(x) - x`` and add the input back, ``y = relu(F(x) + x)``. If the best thing a
+block can do is (close to) the identity, it only has to push ``F`` towards zero, which is easy
+for weight decay and SGD; a plain stack has to *build* the identity out of convolutions and
+ReLUs. Deeper plain nets therefore end with a higher *training* loss than shallower ones (the
+degradation problem, an optimisation failure and not overfitting), while deeper residual nets do
+not.
+
+This module follows torchvision's ``resnet.py`` layout (blocks, the model, builders with
+keyword-only arguments) for the CIFAR variant of the paper (Sec. 4.2): a 3x3 stem with ``width``
+channels, three stages of ``n`` blocks at widths ``width, 2*width, 4*width`` and strides 1, 2, 2,
+global average pooling and a linear classifier: ``6n + 2`` weighted layers with basic blocks.
+
+Where it departs from torchvision / the paper:
+
+* Shortcuts that change the shape use the paper's CIFAR "option A": take every ``stride``-th pixel
+  and zero-pad the new channels. It has no parameters, so a residual net and its plain twin
+  (``shortcuts=False``) have exactly the same parameters and differ *only* in the additions.
+* ``se_reduction`` inserts a squeeze-and-excitation module (Hu et al. 2018) on the residual branch
+  before the addition, as in SE-ResNet.
+* ``block="bottleneck"`` builds the 1x1-3x3-1x1 variant with ``9n + 2`` layers (as in He et al.'s
+  ResNet-164 experiments), also with option-A shortcuts.
+"""
+from __future__ import annotations
+
+from typing import Optional, Type, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "PadShortcut",
+    "BasicBlock",
+    "Bottleneck",
+    "CifarResNet",
+    "valid_depths",
+    "he_init",
+    "cifar_resnet",
+    "resnet8",
+    "resnet14",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "plain8",
+    "plain14",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "plain110",
+    "se_resnet20",
+]
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1 and no bias (batch norm follows)."""
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution without bias."""
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+def _make_se(channels: int, se_reduction: Optional[int]) -> Optional[nn.Module]:
+    if se_reduction is None:
+        return None
+    if isinstance(se_reduction, bool) or not isinstance(se_reduction, int) or se_reduction < 1:
+        raise ValueError(f"se_reduction must be a positive int or None, got {se_reduction!r}")
+    from ..nn.squeeze_excite import SqueezeExcite  # written alongside; imported only when asked for
+
+    return SqueezeExcite(channels, reduction=se_reduction)
+
+
+class PadShortcut(nn.Module):
+    """Parameter-free "option A" shortcut: subsample by ``stride`` and zero-pad the channels.
+
+    Shapes: ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))`` with
+    ``C_out >= C_in``; the extra ``C_out - C_in`` channels are zeros.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        if out_ch < in_ch:
+            raise ValueError(f"option-A shortcuts can only add channels, got {in_ch} -> {out_ch}")
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        extra = self.out_ch - self.in_ch
+        return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_ch}, {self.out_ch}, stride={self.stride}"
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
+
+    Shapes: ``(N, inplanes, H, W) -> (N, planes, H / stride, W / stride)``.
+
+    Args:
+        inplanes, planes: input and output channels.
+        stride: stride of the first convolution.
+        downsample: module applied to ``x`` on the shortcut when the shape changes (a
+            :class:`PadShortcut` or a 1x1 conv + BN); ``None`` means the identity.
+        shortcut: ``False`` drops the addition, giving the layer pair of a plain net.
+        se_reduction: add a :class:`~segbook.nn.squeeze_excite.SqueezeExcite` with this reduction
+            ratio on the residual branch (before the addition).
+    """
+
+    expansion: int = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None, *,
+                 shortcut: bool = True, se_reduction: Optional[int] = None) -> None:
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = _make_se(planes, se_reduction)
+        self.downsample = downsample if shortcut else None
+        self.shortcut = shortcut
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
+        if self.shortcut:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 -> 1x1 expand (x ``expansion`` = 4), with a shortcut (torchvision style).
+
+    The stride sits on the 3x3 convolution ("ResNet v1.5"), as in torchvision.
+
+    Shapes: ``(N, inplanes, H, W) -> (N, planes * 4, H / stride, W / stride)``.
+
+    Args: as :class:`BasicBlock`; ``planes`` is the width of the 3x3 convolution.
+    """
+
+    expansion: int = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None, *,
+                 shortcut: bool = True, se_reduction: Optional[int] = None) -> None:
+        super().__init__()
+        out_ch = planes * self.expansion
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_ch)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = _make_se(out_ch, se_reduction)
+        self.downsample = downsample if shortcut else None
+        self.shortcut = shortcut
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.se is not None:
+            out = self.se(out)
+        if self.shortcut:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def valid_depths(block: str = "basic", *, limit: int = 200) -> list[int]:
+    """Depths a CIFAR ResNet can have: ``6n + 2`` (basic blocks) or ``9n + 2`` (bottlenecks), up to ``limit``."""
+    per = _layers_per_block(block) * 3
+    return list(range(per + 2, limit + 1, per))
+
+
+def _layers_per_block(block: str) -> int:
+    if block not in _BLOCKS:
+        raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {block!r}")
+    return 2 if block == "basic" else 3
+
+
+def _blocks_per_stage(depth: int, block: str) -> int:
+    per = _layers_per_block(block) * 3
+    formula = f"{per}n + 2"
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an int, got {type(depth).__name__}")
+    if depth < per + 2 or (depth - 2) % per:
+        k = (depth - 2) // per
+        nearest = [per * j + 2 for j in (k, k + 1) if j >= 1]
+        raise ValueError(
+            f"depth={depth} is not a valid CIFAR ResNet depth for {block} blocks: it must be {formula} "
+            f"with n >= 1 (3 stages of n blocks of {per // 3} layers, plus the stem and the classifier); "
+            f"nearest valid depth{'s' if len(nearest) > 1 else ''}: {' or '.join(map(str, nearest))}"
+        )
+    return (depth - 2) // per
+
+
+class CifarResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, Sec. 4.2) or its plain twin.
+
+    Shapes: ``(N, 3, H, W) -> (N, num_classes)`` logits for any ``H, W >= 4`` (global pooling).
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        blocks_per_stage: ``n``; three stages of ``n`` blocks.
+        width: channels of the first stage (16 in the paper); stages use ``width, 2w, 4w``
+            (times the block expansion at the block outputs).
+        num_classes: number of logits.
+        shortcuts: ``False`` gives the plain net with the same layers.
+        se_reduction: SE ratio for every block (``None``: no SE).
+        zero_init_residual: zero the last BN's scale in every block so each residual block starts
+            as the identity (torchvision's option; off by default, as in the paper).
+    """
+
+    def __init__(self, block: Type[Union[BasicBlock, Bottleneck]], blocks_per_stage: int, *, width: int = 16,
+                 num_classes: int = 10, shortcuts: bool = True, se_reduction: Optional[int] = None,
+                 zero_init_residual: bool = False) -> None:
+        super().__init__()
+        if blocks_per_stage < 1:
+            raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.shortcuts = shortcuts
+        self.inplanes = width
+        self.conv1 = conv3x3(3, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, width, blocks_per_stage, 1, shortcuts, se_reduction)
+        self.layer2 = self._make_layer(block, 2 * width, blocks_per_stage, 2, shortcuts, se_reduction)
+        self.layer3 = self._make_layer(block, 4 * width, blocks_per_stage, 2, shortcuts, se_reduction)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width * block.expansion, num_classes)
+        he_init(self)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int, shortcuts: bool,
+                    se_reduction: Optional[int]) -> nn.Sequential:
+        out_ch = planes * block.expansion
+        downsample = None
+        if stride != 1 or self.inplanes != out_ch:
+            downsample = PadShortcut(self.inplanes, out_ch, stride)
+        layers = [block(self.inplanes, planes, stride, downsample, shortcut=shortcuts, se_reduction=se_reduction)]
+        self.inplanes = out_ch
+        layers += [block(out_ch, planes, shortcut=shortcuts, se_reduction=se_reduction) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W) -> (N, 4 * width * expansion, H / 4, W / 4)``: the last stage's feature map."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images [N, 3, H, W], got {tuple(x.shape)}")
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.forward_features(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def he_init(model: nn.Module) -> nn.Module:
+    """He et al. (2015) initialisation, in place, as in torchvision's ResNet.
+
+    Convolutions: ``N(0, 2 / fan_out)`` with ``fan_out = out_channels * k_h * k_w / groups``
+    (``kaiming_normal_(mode="fan_out", nonlinearity="relu")``), which keeps the variance of the
+    *gradients* constant through a ReLU net; batch norms: scale 1, shift 0. Linear layers keep
+    PyTorch's default. Returns the model.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def cifar_resnet(depth: int = 20, *, width: int = 16, num_classes: int = 10, shortcuts: bool = True,
+                 se_reduction: Optional[int] = None, block: str = "basic",
+                 zero_init_residual: bool = False) -> CifarResNet:
+    """CIFAR ResNet-``depth`` (``depth = 6n + 2`` for basic blocks, ``9n + 2`` for bottlenecks).
+
+    ``shortcuts=False`` gives the plain net of the same depth and parameters. Raises ``ValueError``
+    naming the nearest valid depths for any other depth.
+    """
+    n = _blocks_per_stage(depth, block)
+    return CifarResNet(_BLOCKS[block], n, width=width, num_classes=num_classes, shortcuts=shortcuts,
+                       se_reduction=se_reduction, zero_init_residual=zero_init_residual)
+
+
+def _builder(depth: int, shortcuts: bool):
+    kind = "ResNet" if shortcuts else "plain net"
+
+    def build(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+        return cifar_resnet(depth, width=width, num_classes=num_classes, shortcuts=shortcuts, se_reduction=se_reduction)
+
+    build.__name__ = f"{'resnet' if shortcuts else 'plain'}{depth}"
+    build.__doc__ = f"CIFAR {kind}-{depth} ({(depth - 2) // 6} basic blocks per stage); see :func:`cifar_resnet`."
+    return build
+
+
+resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110 = (
+    _builder(d, True) for d in (8, 14, 20, 32, 44, 56, 110))
+plain8, plain14, plain20, plain32, plain44, plain56, plain110 = (
+    _builder(d, False) for d in (8, 14, 20, 32, 44, 56, 110))
+
+
+def se_resnet20(*, width: int = 16, num_classes: int = 10, se_reduction: int = 16) -> CifarResNet:
+    """CIFAR ResNet-20 with a squeeze-and-excitation module in every block (ratio ``se_reduction``)."""
+    return cifar_resnet(20, width=width, num_classes=num_classes, se_reduction=se_reduction)

@@ -1,0 +1,126 @@
+"""The notebook rules of CONTRIBUTING.md, checked on every committed chapter.
+
+nbval re-executes the chapters; these tests check what nbval does not: that the committed files
+are executed in order without errors, start with the Colab cell, tag their varying cells, glue
+every number the prose quotes, and check their claims in hidden cells.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+IGNORE_TAG = "nbval-ignore-output"
+MAX_BYTES = 5 * 2**20
+
+
+def _config_repo_url() -> str:
+    text = (ROOT / "_config.yml").read_text()
+    match = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+url:\s*(\S+)", text, re.M)
+    assert match, "_config.yml has no repository.url"
+    return match.group(1).rstrip("/")
+
+
+def _load(path: pathlib.Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def _tags(cell: dict) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def _text_of(output: dict) -> str:
+    if output.get("output_type") == "stream":
+        return "".join(output.get("text", ""))
+    data = output.get("data", {})
+    return "".join("".join(v) if isinstance(v, list) else str(v) for k, v in data.items() if k.startswith("text/"))
+
+
+def test_chapters_exist_and_are_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    files = re.findall(r"file:\s*(\S+)", toc)
+    assert files, "_toc.yml lists no files"
+    for f in files:
+        matches = list(ROOT.glob(f + ".*"))
+        assert any(m.suffix in (".md", ".ipynb") for m in matches), f"_toc.yml names {f}, which does not exist"
+    for nb in CHAPTERS:
+        assert f"chapters/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+class TestChapterNotebook:
+    def test_executed_in_order_without_errors(self, path):
+        nb = _load(path)
+        counts = [c.get("execution_count") for c in _code_cells(nb)]
+        assert counts, "the notebook has no code"
+        assert None not in counts, f"{counts.count(None)} code cells were never executed"
+        assert counts == list(range(1, len(counts) + 1)), (
+            f"execution counts {counts} are not 1..n: re-run with tools/execute_chapters.py"
+        )
+        for i, cell in enumerate(_code_cells(nb)):
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            assert not errors, f"code cell {i} has an error output: {errors[0].get('ename')}"
+
+    def test_colab_cell_first_and_matches_repository(self, path):
+        first = "".join(_code_cells(_load(path))[0]["source"])
+        assert 'if "google.colab" in sys.modules:' in first, "the first code cell must be the Colab setup cell"
+        match = re.search(r"git\+(\S+?)(?:@[\w.-]+)?\"", first)
+        assert match, "the Colab cell must pip-install segbook from the repository (git+URL)"
+        assert match.group(1).rstrip("/") == _config_repo_url(), "Colab cell URL differs from _config.yml repository.url"
+
+    def test_setup_cell_second_and_tagged(self, path):
+        second = _code_cells(_load(path))[1]
+        assert "setup(" in "".join(second["source"]), "the second code cell must call segbook.runtime.setup(...)"
+        assert IGNORE_TAG in _tags(second), f"the setup cell prints the device; tag it {IGNORE_TAG}"
+
+    def test_varying_outputs_are_tagged(self, path):
+        for i, cell in enumerate(_code_cells(_load(path))):
+            if IGNORE_TAG in _tags(cell):
+                continue
+            for out in cell.get("outputs", []):
+                text = _text_of(out)
+                assert not (out.get("output_type") == "stream" and out.get("name") == "stderr"), (
+                    f"code cell {i} writes to stderr (progress bars, warnings) but is not tagged {IGNORE_TAG}"
+                )
+                assert not re.search(r"\d\s?(it/s|s/it)\b|\(\d+(\.\d+)? s\)", text), (
+                    f"code cell {i} prints timings but is not tagged {IGNORE_TAG}"
+                )
+
+    def test_outputs_leak_no_local_paths(self, path):
+        for i, cell in enumerate(_code_cells(_load(path))):
+            for out in cell.get("outputs", []):
+                assert not re.search(r"/(root|tmp|work|home)/[\w.-]+", _text_of(out)), (
+                    f"code cell {i} output shows a local path"
+                )
+
+    def test_every_glued_name_used_in_prose_is_glued(self, path):
+        nb = _load(path)
+        prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+        used = set(re.findall(r"\{glue(?::\w+)?\}`([^`]+)`", prose))
+        glued = set()
+        for cell in _code_cells(nb):
+            for out in cell.get("outputs", []):
+                scrap = out.get("metadata", {}).get("scrapbook")
+                if scrap:
+                    glued.add(scrap["name"])
+        missing = sorted(n.split(":")[0] for n in used if n.split(":")[0] not in glued)
+        assert not missing, f"the prose uses glued names that no cell glues: {missing}"
+        assert used, "the prose quotes no glued numbers; numbers in the text must come from the cells"
+
+    def test_claims_are_checked_in_hidden_cells(self, path):
+        checks = [c for c in _code_cells(_load(path)) if "remove-cell" in _tags(c)]
+        assert checks, "no claim-check cell tagged remove-cell"
+        for c in checks:
+            src = "".join(c["source"])
+            assert re.search(r"\bclaim\(|\bassert\b|raise\b", src), "a remove-cell check cell asserts nothing"
+
+    def test_size(self, path):
+        assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size / 2**20:.1f} MiB; shrink figures"
