@@ -90,7 +90,9 @@ def iou_per_class(cm: torch.Tensor) -> torch.Tensor:
     cm = _check_cm(cm)
     tp = cm.diag()
     union = cm.sum(0) + cm.sum(1) - tp
-    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+    # Divide by the union itself (not union.clamp(min=1)): a normalised or soft matrix has unions < 1.
+    return torch.where(union > 0, tp / torch.where(union > 0, union, torch.ones_like(union)),
+                       torch.full_like(tp, float("nan")))
 
 
 def mean_iou(cm: torch.Tensor) -> float:
@@ -188,6 +190,9 @@ class SegmentationMetrics:
     def __init__(self, num_classes: int, *, ignore_index: Optional[int] = None, boundary_tolerance: int = 2) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if isinstance(boundary_tolerance, bool) or not isinstance(boundary_tolerance, int) or boundary_tolerance < 0:
+            # checked here too: otherwise update() would add to the confusion matrix, then raise
+            raise ValueError(f"boundary_tolerance must be a non-negative int (pixels), got {boundary_tolerance!r}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.tolerance = boundary_tolerance

@@ -97,7 +97,7 @@ def _shape_mask(kind: str, rng: np.random.Generator, size: int, yy, xx, scale: f
     theta = rng.uniform(0, 2 * math.pi)
     u, v = _rotate(yy, xx, cy, cx, theta)
     r = np.hypot(u, v)
-    thin = max(0.75, size / 64.0)  # half-width of thin strokes: 1.5 px at 64x64
+    thin = max(0.75, size / 64.0)  # half-width of thin strokes: 1 px at 64x64 (2-3 px wide)
     if kind == "disc":
         return r <= scale
     if kind == "square":

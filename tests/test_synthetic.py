@@ -1,0 +1,417 @@
+"""Tests for segbook.data.synthetic: the procedural shape datasets and make_loader."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from segbook.data import (
+    CLASSIFICATION_CLASSES,
+    SEGMENTATION_CLASSES,
+    ShapesClassification,
+    ShapesSegmentation,
+    make_loader,
+    render_scene,
+    render_shape_image,
+)
+
+DISC, SQUARE, TRIANGLE, RING, LINE = 1, 2, 3, 4, 5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def seg50():
+    return ShapesSegmentation(n=50, size=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cls30():
+    return ShapesClassification(n=30, size=32, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# items: shapes, dtypes, ranges
+# ---------------------------------------------------------------------------------------------
+def test_class_names():
+    assert SEGMENTATION_CLASSES == ("background", "disc", "square", "triangle", "ring", "line")
+    assert len(CLASSIFICATION_CLASSES) == 10 == len(set(CLASSIFICATION_CLASSES))
+    assert ShapesSegmentation.classes == SEGMENTATION_CLASSES
+    assert ShapesClassification.classes == CLASSIFICATION_CLASSES
+
+
+def test_segmentation_item(seg50):
+    assert len(seg50) == 50
+    assert seg50.num_classes == 6
+    image, mask = seg50[0]
+    assert image.shape == (3, 64, 64) and image.dtype == torch.float32
+    assert mask.shape == (64, 64) and mask.dtype == torch.int64
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert 0 <= mask.min() and mask.max() < 6
+    assert image.std() > 0.02  # textured and noisy, not flat
+
+
+def test_segmentation_sizes():
+    for size in (32, 48):
+        image, mask = ShapesSegmentation(n=1, size=size, seed=3)[0]
+        assert image.shape == (3, size, size)
+        assert mask.shape == (size, size)
+
+
+def test_segmentation_tensors(seg50):
+    images, masks = seg50.tensors()
+    assert images.shape == (50, 3, 64, 64) and images.dtype == torch.float32
+    assert masks.shape == (50, 64, 64) and masks.dtype == torch.int64
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert 0 <= masks.min() and masks.max() <= 5
+    for i in (0, 17, 49):
+        image, mask = seg50[i]
+        assert torch.equal(images[i], image)
+        assert torch.equal(masks[i], mask)
+    # items are views of uint8 storage: values are multiples of 1/255
+    assert torch.allclose(images * 255, (images * 255).round(), atol=1e-4)
+
+
+def test_segmentation_item_matches_render_scene(seg50):
+    img, mask = render_scene(0, 5, 64)
+    assert img.dtype == np.float32 and img.shape == (3, 64, 64)
+    assert mask.dtype == np.int64 and mask.shape == (64, 64)
+    image, m = seg50[5]
+    assert np.array_equal(m.numpy(), mask)
+    assert np.abs(image.numpy() - img).max() <= 0.5 / 255 + 1e-6  # rounding to uint8
+
+
+def test_classification_item(cls30):
+    assert len(cls30) == 30 and cls30.num_classes == 10
+    image, label = cls30[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert label.dtype == torch.int64 and label.dim() == 0
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    images, labels = cls30.tensors()
+    assert images.shape == (30, 3, 32, 32) and labels.shape == (30,)
+    assert labels.dtype == torch.int64
+    assert torch.equal(images[7], cls30[7][0])
+    # tensors() returns a copy of the labels
+    labels[0] = 99
+    assert int(cls30[0][1]) == 0
+
+
+def test_classification_custom_size():
+    image, _ = ShapesClassification(n=1, size=16)[0]
+    assert image.shape == (3, 16, 16)
+
+
+def test_render_shape_image_label_and_range():
+    for i in range(12):
+        img, label = render_shape_image(4, i)
+        assert label == i % 10
+        assert img.shape == (3, 32, 32) and img.dtype == np.float32
+        assert img.min() >= 0.0 and img.max() <= 1.0
+
+
+def test_repr(seg50):
+    assert repr(seg50) == "ShapesSegmentation(n=50, size=64, seed=0, classes=6)"
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism: item i is a pure function of (seed, i)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls,size", [(ShapesSegmentation, 32), (ShapesClassification, 16)])
+def test_item_is_pure_function_of_seed_and_index(cls, size):
+    a = cls(n=4, size=size, seed=5)
+    b = cls(n=9, size=size, seed=5)
+    for i in range(4):
+        xa, ya = a[i]
+        xb, yb = b[i]
+        assert torch.equal(xa, xb)
+        assert torch.equal(ya, yb)
+    # and the same again on a rebuild
+    c = cls(n=4, size=size, seed=5)
+    assert torch.equal(a.tensors()[0], c.tensors()[0])
+
+
+@pytest.mark.parametrize("cls,size", [(ShapesSegmentation, 32), (ShapesClassification, 16)])
+def test_different_seeds_differ(cls, size):
+    a = cls(n=4, size=size, seed=0).tensors()[0]
+    b = cls(n=4, size=size, seed=1).tensors()[0]
+    for i in range(4):
+        assert not torch.equal(a[i], b[i])
+
+
+def test_items_within_a_dataset_differ(seg50):
+    images, masks = seg50.tensors()
+    assert not torch.equal(images[0], images[1])
+    assert len({m.numpy().tobytes() for m in masks}) == 50
+
+
+def test_segmentation_and_classification_streams_are_unrelated():
+    seg_img, _ = render_scene(0, 0, 32)
+    cls_img, _ = render_shape_image(0, 0, 32)
+    assert not np.allclose(seg_img, cls_img)
+
+
+def test_negative_index_and_out_of_range(seg50):
+    assert torch.equal(seg50[-1][0], seg50[49][0])
+    assert torch.equal(seg50[-50][1], seg50[0][1])
+    for bad in (50, 51, -51):
+        with pytest.raises(IndexError, match=f"index {bad} out of range for a dataset of 50 items"):
+            seg50[bad]
+    ds = ShapesClassification(n=3, size=16)
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+# ---------------------------------------------------------------------------------------------
+# scene content
+# ---------------------------------------------------------------------------------------------
+def test_all_segmentation_classes_appear(seg50):
+    _, masks = seg50.tensors()
+    counts = torch.bincount(masks.flatten(), minlength=6)
+    assert (counts > 0).all(), counts
+    # every class appears in several scenes, not just one
+    scenes_with = [(masks == c).flatten(1).any(1).sum().item() for c in range(6)]
+    assert min(scenes_with) >= 10, scenes_with
+    assert scenes_with[0] == 50  # background is everywhere
+    # background dominates but objects are a visible fraction
+    fg = 1 - counts[0].item() / counts.sum().item()
+    assert 0.03 < fg < 0.5
+
+
+def test_every_scene_has_an_object(seg50):
+    _, masks = seg50.tensors()
+    assert ((masks > 0).flatten(1).sum(1) > 0).all()
+
+
+def _erosion_survival(masks: torch.Tensor, c: int) -> float:
+    """Fraction of class-c pixels that survive one 3x3 binary erosion (image border neutral)."""
+    m = (masks == c).float().unsqueeze(1)
+    eroded = -F.max_pool2d(-F.pad(m, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return float(eroded.sum() / m.sum())
+
+
+def test_thin_classes_are_thin(seg50):
+    _, masks = seg50.tensors()
+    for thin in (RING, LINE):
+        assert _erosion_survival(masks, thin) < 0.1, SEGMENTATION_CLASSES[thin]
+    for filled in (DISC, SQUARE, TRIANGLE):
+        assert _erosion_survival(masks, filled) > 0.4, SEGMENTATION_CLASSES[filled]
+
+
+def test_ring_has_a_hole_and_disc_does_not():
+    """Same random draws give the same centre: the disc covers it, the ring leaves it empty."""
+    from segbook.data.synthetic import _grid, _shape_mask
+
+    yy, xx = _grid(64)
+    ring = _shape_mask("ring", np.random.default_rng(0), 64, yy, xx, 8.0)
+    disc = _shape_mask("disc", np.random.default_rng(0), 64, yy, xx, 8.0)
+    assert 0 < ring.sum() < disc.sum()
+    ys, xs = np.nonzero(disc)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    assert disc[cy, cx] and not ring[cy, cx]
+    assert not ring[cy - 4:cy + 5, cx - 4:cx + 5].any()  # the hole is wide, not a pinprick
+
+
+def _region_mean_colours(images, masks, min_pixels=8):
+    """Mean RGB of every (scene, class) region with at least ``min_pixels`` pixels."""
+    onehot = F.one_hot(masks, len(SEGMENTATION_CLASSES)).permute(0, 3, 1, 2).float()  # [N, K, H, W]
+    counts = onehot.sum((2, 3))  # [N, K]
+    sums = torch.einsum("nchw,nkhw->nkc", images, onehot)  # [N, K, 3]
+    scene, cls = torch.nonzero(counts >= min_pixels, as_tuple=True)
+    feats = sums[scene, cls] / counts[scene, cls, None]
+    return feats.numpy(), cls.numpy(), scene.numpy()
+
+
+def _nearest_centroid_balanced_accuracy(feats, labels, scenes, classes):
+    """Fit class centroids of region mean colours on even scenes, test on odd scenes."""
+    keep = np.isin(labels, classes)
+    feats, labels, scenes = feats[keep], labels[keep], scenes[keep]
+    train = scenes % 2 == 0
+    centroids = np.stack([feats[train & (labels == c)].mean(0) for c in classes])
+    dist = ((feats[~train, None, :] - centroids[None]) ** 2).sum(-1)
+    pred = np.asarray(classes)[dist.argmin(1)]
+    truth = labels[~train]
+    return float(np.mean([np.mean(pred[truth == c] == c) for c in classes]))
+
+
+def test_colour_does_not_determine_class(seg50):
+    images, masks = seg50.tensors()
+    feats, labels, scenes = _region_mean_colours(images, masks)
+    # Same colour distribution for every class: per-class averages of the region mean colours
+    # agree within a few hundredths, and their spread across scenes is wide.
+    overall = feats.mean(0)
+    for c in range(6):
+        fc = feats[labels == c]
+        assert len(fc) >= 10
+        assert np.abs(fc.mean(0) - overall).max() < 0.1, (c, fc.mean(0), overall)
+        assert fc.std(0).min() > 0.12
+    # A nearest-centroid classifier on region colour is near chance on held-out scenes ...
+    acc_disc_bg = _nearest_centroid_balanced_accuracy(feats, labels, scenes, [0, DISC])
+    acc_all = _nearest_centroid_balanced_accuracy(feats, labels, scenes, list(range(6)))
+    assert acc_disc_bg < 0.65, acc_disc_bg
+    assert acc_all < 0.35, acc_all  # chance is 1/6
+    # ... while the same check does catch a colour cue when one is planted (positive control).
+    tinted = torch.where((masks == DISC).unsqueeze(1), 0.5 * images + 0.5, images)
+    f2, l2, s2 = _region_mean_colours(tinted, masks)
+    assert _nearest_centroid_balanced_accuracy(f2, l2, s2, [0, DISC]) > 0.8
+
+
+def test_classification_labels_balanced():
+    ds = ShapesClassification(n=40, size=16, seed=2)
+    _, labels = ds.tensors()
+    assert torch.equal(labels, torch.arange(40) % 10)
+    assert torch.bincount(labels, minlength=10).tolist() == [4] * 10
+    _, labels = ShapesClassification(n=25, size=16).tensors()
+    counts = torch.bincount(labels, minlength=10)
+    assert counts.max() - counts.min() <= 1
+
+
+def test_classification_images_differ_within_a_class(cls30):
+    images, labels = cls30.tensors()
+    assert labels[0] == labels[10] == labels[20]
+    assert not torch.equal(images[0], images[10])
+
+
+# ---------------------------------------------------------------------------------------------
+# transform hook
+# ---------------------------------------------------------------------------------------------
+def test_segmentation_transform_is_applied():
+    calls = []
+
+    def flip(image, mask):
+        calls.append((image.shape, mask.dtype))
+        return image.flip(-1), mask.flip(-1)
+
+    plain = ShapesSegmentation(n=3, size=32, seed=1)
+    aug = ShapesSegmentation(n=3, size=32, seed=1, transform=flip)
+    image, mask = aug[2]
+    assert calls == [((3, 32, 32), torch.int64)]
+    assert torch.equal(image, plain[2][0].flip(-1))
+    assert torch.equal(mask, plain[2][1].flip(-1))
+    # tensors() bypasses the transform
+    assert torch.equal(aug.tensors()[1], plain.tensors()[1])
+    assert len(calls) == 1
+
+
+def test_transform_cannot_corrupt_the_stored_item():
+    def scribble(image, mask):
+        image.zero_()
+        mask.fill_(3)
+        return image, mask
+
+    ds = ShapesSegmentation(n=1, size=32, seed=0, transform=scribble)
+    before_img, before_mask = ds.tensors()
+    ds[0]
+    after_img, after_mask = ds.tensors()
+    assert torch.equal(before_img, after_img)
+    assert torch.equal(before_mask, after_mask)
+
+
+def test_classification_transform_is_applied():
+    plain = ShapesClassification(n=2, size=16, seed=0)
+    aug = ShapesClassification(n=2, size=16, seed=0, transform=lambda x: 1.0 - x)
+    image, label = aug[1]
+    assert torch.allclose(image, 1.0 - plain[1][0])
+    assert int(label) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# make_loader
+# ---------------------------------------------------------------------------------------------
+def _order(loader):
+    return torch.cat([b[0] for b in loader]).tolist()
+
+
+def test_make_loader_without_shuffle_keeps_order():
+    ds = TensorDataset(torch.arange(10))
+    loader = make_loader(ds, batch_size=4)
+    batches = [b[0].tolist() for b in loader]
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(make_loader(ds, batch_size=4, drop_last=True)) == 2
+
+
+def test_make_loader_same_seed_same_order():
+    ds = TensorDataset(torch.arange(40))
+    a = _order(make_loader(ds, batch_size=8, shuffle=True, seed=3))
+    b = _order(make_loader(ds, batch_size=8, shuffle=True, seed=3))
+    assert a == b
+    assert sorted(a) == list(range(40))
+    assert a != list(range(40))
+
+
+def test_make_loader_different_seed_different_order():
+    ds = TensorDataset(torch.arange(40))
+    a = _order(make_loader(ds, batch_size=8, shuffle=True, seed=0))
+    b = _order(make_loader(ds, batch_size=8, shuffle=True, seed=1))
+    assert a != b
+    assert sorted(a) == sorted(b)
+
+
+def test_make_loader_order_does_not_depend_on_global_rng():
+    ds = TensorDataset(torch.arange(30))
+    torch.manual_seed(0)
+    a = _order(make_loader(ds, batch_size=5, shuffle=True, seed=9))
+    torch.manual_seed(1234)
+    torch.rand(100)
+    b = _order(make_loader(ds, batch_size=5, shuffle=True, seed=9))
+    assert a == b
+
+
+def test_make_loader_epochs_reshuffle():
+    ds = TensorDataset(torch.arange(40))
+    loader = make_loader(ds, batch_size=8, shuffle=True, seed=0)
+    assert _order(loader) != _order(loader)
+
+
+def test_make_loader_on_shape_dataset():
+    ds = ShapesSegmentation(n=6, size=32, seed=0)
+    batches = list(make_loader(ds, batch_size=4, shuffle=True, seed=0))
+    again = list(make_loader(ds, batch_size=4, shuffle=True, seed=0))
+    assert [b[0].shape for b in batches] == [(4, 3, 32, 32), (2, 3, 32, 32)]
+    assert batches[0][1].shape == (4, 32, 32) and batches[0][1].dtype == torch.int64
+    for (xa, ya), (xb, yb) in zip(batches, again):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [ShapesSegmentation, ShapesClassification])
+def test_bad_n(cls):
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cls(n=0)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        cls(n=-5)
+    for bad in (2.0, True, "3", None):
+        with pytest.raises(TypeError, match="n must be an int"):
+            cls(n=bad)
+
+
+def test_bad_size():
+    with pytest.raises(ValueError, match="size must be an int >= 32"):
+        ShapesSegmentation(n=1, size=16)
+    with pytest.raises(ValueError, match="size must be an int >= 16"):
+        ShapesClassification(n=1, size=8)
+    for bad in (32.0, True, "64"):
+        with pytest.raises(ValueError, match="size must be an int"):
+            ShapesSegmentation(n=1, size=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "8", None])
+def test_make_loader_bad_batch_size(bad):
+    ds = TensorDataset(torch.arange(4))
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        make_loader(ds, batch_size=bad)
+
+
+def test_make_loader_empty_dataset():
+    with pytest.raises(ValueError, match="dataset is empty"):
+        make_loader(TensorDataset(torch.empty(0)), batch_size=2)

@@ -1,0 +1,510 @@
+"""Tests for segbook.train: fit / evaluate / predict and History, on tiny CPU problems."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from segbook.data import make_loader
+from segbook.train import TASKS, History, evaluate, fit, predict
+
+QUIET = dict(progress=False, log=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny problems and models
+# ---------------------------------------------------------------------------------------------
+def cls_data(n=48, seed=0):
+    """3-class images [n, 3, 4, 4]: the label is the brightest channel."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = 0.5 * torch.rand(n, 3, 4, 4, generator=g)
+    x[torch.arange(n), y] += 0.5
+    return x, y
+
+
+def seg_data(n=32, seed=0, size=8):
+    """2-class masks: a pixel is class 1 where channel 0 is bright."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size, size, generator=g)
+    y = (x[:, 0] > 0.5).long()
+    return x, y
+
+
+def batches(x, y, bs):
+    return list(zip(x.split(bs), y.split(bs)))
+
+
+def cls_net(seed=0, dropout=0.0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
+
+
+def seg_net(seed=0, k=2):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, k, 1))
+
+
+class AuxSeg(nn.Module):
+    """Returns (main, aux) in train mode, main alone in eval mode; aux at half resolution."""
+
+    def __init__(self, k=2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.main = nn.Conv2d(3, k, 3, padding=1)
+        self.aux = nn.Conv2d(3, k, 1)
+
+    def forward(self, x):
+        main = self.main(x)
+        if self.training:
+            return main, self.aux(F.avg_pool2d(x, 2))
+        return main
+
+
+class AuxCls(nn.Module):
+    """A classifier with two auxiliary heads in train mode."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.main = nn.Linear(48, 3)
+        self.aux1 = nn.Linear(48, 3)
+        self.aux2 = nn.Linear(48, 3)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        if self.training:
+            return self.main(x), self.aux1(x), self.aux2(x)
+        return self.main(x)
+
+
+class Oracle(nn.Module):
+    """Logits read straight from the input, so metrics are known in advance.
+
+    Classification: logits = x[:, :, 0, 0]. Segmentation: logits = x[:, :k] (the full map).
+    Records the grad/inference state of every forward call.
+    """
+
+    def __init__(self, task, k=3):
+        super().__init__()
+        self.task, self.k = task, k
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append(dict(grad=torch.is_grad_enabled(), inference=torch.is_inference_mode_enabled(),
+                               training=self.training))
+        out = x[:, :, 0, 0] if self.task == "classification" else x[:, :self.k]
+        return out + 0 * self.dummy
+
+
+# ---------------------------------------------------------------------------------------------
+# fit: learning, History, determinism
+# ---------------------------------------------------------------------------------------------
+def test_fit_classification_reduces_loss():
+    x, y = cls_data()
+    model = cls_net()
+    train = batches(x, y, 8)
+    hist = fit(model, train, train, task="classification", num_classes=3, epochs=2, lr=2e-2, **QUIET)
+    assert isinstance(hist, History) and hist.task == "classification"
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert sum(hist.step_loss[-3:]) < sum(hist.step_loss[:3])
+    assert hist.val[-1]["loss"] < math.log(3)  # better than uniform guessing
+    assert hist.val[-1]["accuracy"] > 0.5
+    assert not model.training  # fit leaves the model in eval mode
+
+
+def test_fit_segmentation_reduces_loss():
+    x, y = seg_data()
+    model = seg_net()
+    train = make_loader(torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=True, seed=0)
+    val = batches(x, y, 16)
+    before = evaluate(model, val, task="segmentation", num_classes=2)
+    hist = fit(model, train, val, task="segmentation", num_classes=2, epochs=3, lr=2e-2, **QUIET)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    assert hist.step_loss[-1] < hist.step_loss[0]
+    v = hist.val[-1]
+    assert set(v) == {"loss", "miou", "pixel_acc", "boundary_f1", "iou_per_class", "boundary_f1_per_class"}
+    assert v["loss"] < before["loss"]
+    assert v["pixel_acc"] > max(0.6, before["pixel_acc"])
+    assert 0.0 <= v["boundary_f1"] <= 1.0
+
+
+def test_fit_sgd_and_clip_grad():
+    x, y = cls_data()
+    hist = fit(cls_net(), batches(x, y, 8), task="classification", epochs=2, lr=0.1,
+               optimizer="sgd", clip_grad=1.0, schedule=None, **QUIET)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+
+
+def test_history_fields_lengths():
+    x, y = cls_data()
+    train = batches(x, y, 8)  # 6 steps per epoch
+    hist = fit(cls_net(), train, train[:2], task="classification", epochs=3, **QUIET)
+    assert hist.epochs == 3
+    assert len(hist.train_loss) == len(hist.train_accuracy) == len(hist.val) == len(hist.seconds) == 3
+    assert len(hist.step_loss) == 3 * 6
+    assert all(type(v) is float for v in hist.step_loss + hist.train_loss + hist.train_accuracy)
+    assert all(s > 0 for s in hist.seconds)
+    assert hist.total_seconds == pytest.approx(sum(hist.seconds))
+    assert all(0.0 <= a <= 1.0 for a in hist.train_accuracy)
+    # the epoch loss is the mean of that epoch's step losses
+    for e in range(3):
+        assert hist.train_loss[e] == pytest.approx(sum(hist.step_loss[6 * e:6 * e + 6]) / 6, rel=1e-6)
+    assert hist.final == hist.val[-1] and hist.final is not hist.val[-1]
+    assert set(hist.final) == {"loss", "accuracy"}
+
+
+def test_history_without_validation():
+    x, y = cls_data()
+    hist = fit(cls_net(), batches(x, y, 16), task="classification", epochs=1, **QUIET)
+    assert hist.val == [] and hist.final == {}
+    assert len(hist.train_loss) == 1 and len(hist.step_loss) == 3
+
+
+def test_train_metrics_match_evaluate_when_nothing_changes():
+    """With lr=0 the weights stay put: the epoch's train loss/accuracy equal evaluate()'s."""
+    x, y = cls_data()
+    model = cls_net()
+    before = copy.deepcopy(model.state_dict())
+    train = batches(x, y, 8)  # equal batch sizes: mean of batch means = overall mean
+    hist = fit(model, train, task="classification", epochs=1, lr=0.0, **QUIET)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    ev = evaluate(model, train, task="classification")
+    assert hist.train_loss[0] == pytest.approx(ev["loss"], rel=1e-5)
+    assert hist.train_accuracy[0] == pytest.approx(ev["accuracy"])
+
+
+def test_fit_is_deterministic():
+    x, y = cls_data()
+    init = cls_net(seed=1, dropout=0.3)  # dropout: the seed must fix its masks too
+    runs = []
+    for _ in range(2):
+        model = copy.deepcopy(init)
+        train = make_loader(torch.utils.data.TensorDataset(x, y), batch_size=8, shuffle=True, seed=4)
+        hist = fit(model, train, task="classification", epochs=2, lr=1e-2, seed=7, **QUIET)
+        runs.append((hist.step_loss, model.state_dict()))
+    (loss_a, sd_a), (loss_b, sd_b) = runs
+    assert loss_a == loss_b  # exactly equal, step by step
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k])
+
+
+def test_fit_seed_changes_dropout_draws():
+    x, y = cls_data()
+    init = cls_net(seed=1, dropout=0.3)
+    losses = []
+    for seed in (7, 8):
+        hist = fit(copy.deepcopy(init), batches(x, y, 8), task="classification", epochs=1, seed=seed, **QUIET)
+        losses.append(hist.step_loss)
+    assert losses[0] != losses[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# auxiliary heads
+# ---------------------------------------------------------------------------------------------
+def test_aux_loss_segmentation_first_step():
+    x, y = seg_data(n=16)
+    train = batches(x, y, 8)
+    model = AuxSeg()
+    ref = copy.deepcopy(model).train()
+    with torch.no_grad():
+        main, aux = ref(train[0][0])
+        assert aux.shape[-2:] == (4, 4)  # coarser: fit must upsample it to the mask size
+        aux_up = F.interpolate(aux, size=(8, 8), mode="bilinear", align_corners=False)
+        ce_main = F.cross_entropy(main, train[0][1])
+        ce_aux = F.cross_entropy(aux_up, train[0][1])
+    hist = fit(model, train, task="segmentation", num_classes=2, epochs=1, schedule=None, **QUIET)
+    assert ce_aux > 0
+    assert hist.step_loss[0] == pytest.approx(float(ce_main + 0.3 * ce_aux), rel=1e-6)
+    assert hist.step_loss[0] != pytest.approx(float(ce_main), rel=1e-3)
+
+
+def test_aux_loss_classification_two_heads_and_custom_weight():
+    x, y = cls_data(n=16)
+    train = batches(x, y, 8)
+    for weight in (0.3, 0.5, 0.0):
+        model = AuxCls()
+        ref = copy.deepcopy(model).train()
+        with torch.no_grad():
+            m, a1, a2 = ref(train[0][0])
+            t = train[0][1]
+            expected = F.cross_entropy(m, t) + weight * (F.cross_entropy(a1, t) + F.cross_entropy(a2, t))
+        hist = fit(model, train, task="classification", epochs=1, aux_weight=weight, **QUIET)
+        assert hist.step_loss[0] == pytest.approx(float(expected), rel=1e-6), weight
+
+
+def test_aux_model_evaluate_and_predict_use_main_only():
+    x, y = seg_data(n=8)
+    model = AuxSeg()
+    model.train()
+    out = evaluate(model, batches(x, y, 4), task="segmentation", num_classes=2)
+    assert model.training  # evaluate restores the mode
+    model.eval()
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x), y)
+    assert out["loss"] == pytest.approx(float(expected), rel=1e-5)
+    model.train()
+    assert predict(model, x).shape == (8, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+def test_evaluate_classification_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 2, 2, generator=g)
+    y = torch.randint(0, 3, (8,), generator=g)
+    loader = [(x[:5], y[:5]), (x[5:], y[5:])]  # unequal batches: the mean is over samples
+    model = Oracle("classification")
+    out = evaluate(model, loader, task="classification")
+    logits = x[:, :, 0, 0]
+    assert set(out) == {"loss", "accuracy"}
+    assert out["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-6)
+    assert out["accuracy"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_evaluate_runs_under_inference_mode_and_restores_mode():
+    x, y = cls_data(n=8)
+    model = Oracle("classification")
+    model.train()
+    evaluate(model, batches(x, y, 4), task="classification")
+    assert len(model.calls) == 2
+    for call in model.calls:
+        assert call == dict(grad=False, inference=True, training=False)
+    assert model.training
+    model.eval()
+    evaluate(model, batches(x, y, 4), task="classification")
+    assert not model.training
+
+
+def test_evaluate_segmentation_perfect_and_ignore_index():
+    g = torch.Generator().manual_seed(0)
+    target = torch.zeros(4, 8, 8, dtype=torch.long)
+    target[:, 2:6, 2:6] = 1
+    target[:, :, 6:] = 2
+    x = F.one_hot(target, 3).permute(0, 3, 1, 2).float() * 4.0  # oracle logits
+    x = x + 0.5 * torch.rand(x.shape, generator=g)  # not a trivially zero loss
+    target_ign = target.clone()
+    target_ign[:, 0, :] = 255
+    out = evaluate(Oracle("segmentation"), [(x, target_ign)], task="segmentation", num_classes=3)
+    assert set(out) == {"loss", "miou", "pixel_acc", "boundary_f1", "iou_per_class", "boundary_f1_per_class"}
+    assert out["miou"] == 1.0 and out["pixel_acc"] == 1.0 and out["boundary_f1"] == 1.0
+    assert out["iou_per_class"] == [1.0, 1.0, 1.0]
+    expected = F.cross_entropy(x[:, :, 1:], target[:, 1:])  # the ignored row does not count
+    assert out["loss"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_evaluate_segmentation_wrong_prediction_scores_lower():
+    x, y = seg_data(n=8)
+    out_good = evaluate(Oracle("segmentation", k=2), [(torch.stack([1 - x[:, 0], x[:, 0]], 1), y)],
+                        task="segmentation", num_classes=2)
+    out_bad = evaluate(Oracle("segmentation", k=2), [(torch.stack([x[:, 0], 1 - x[:, 0]], 1), y)],
+                       task="segmentation", num_classes=2)
+    assert out_good["miou"] == 1.0
+    assert out_bad["miou"] == 0.0 and out_bad["pixel_acc"] == 0.0
+    assert out_bad["loss"] > out_good["loss"]
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------
+def test_predict_shapes_and_values():
+    x, _ = cls_data(n=10)
+    model = Oracle("classification")
+    labels = predict(model, x)
+    assert labels.shape == (10,) and labels.dtype == torch.int64 and labels.device.type == "cpu"
+    assert torch.equal(labels, x[:, :, 0, 0].argmax(1))
+    assert torch.equal(predict(model, x, batch_size=3), labels)
+    assert all(c["inference"] and not c["grad"] and not c["training"] for c in model.calls)
+    assert model.training  # restored
+
+    xs, _ = seg_data(n=5)
+    seg = seg_net(k=4)
+    masks = predict(seg, xs, batch_size=2)
+    assert masks.shape == (5, 8, 8) and masks.dtype == torch.int64
+    assert int(masks.max()) < 4
+    seg.eval()
+    with torch.no_grad():
+        assert torch.equal(masks, seg(xs).argmax(1))
+
+
+# ---------------------------------------------------------------------------------------------
+# History.series
+# ---------------------------------------------------------------------------------------------
+def test_history_series():
+    h = History(task="segmentation", train_loss=[1.0, 0.5], train_accuracy=[0.4, 0.6],
+                step_loss=[1.2, 0.8, 0.6, 0.4], seconds=[0.1, 0.2],
+                val=[{"loss": 0.9, "miou": 0.3}, {"loss": 0.7, "miou": 0.4}])
+    assert h.series("train_loss") == [1.0, 0.5]
+    assert h.series("train_accuracy") == [0.4, 0.6]
+    assert h.series("step_loss") == [1.2, 0.8, 0.6, 0.4]
+    assert h.series("seconds") == [0.1, 0.2]
+    assert h.series("val.miou") == [0.3, 0.4]
+    assert h.series("val.loss") == [0.9, 0.7]
+    s = h.series("train_loss")
+    s.append(99)
+    assert h.train_loss == [1.0, 0.5]  # a copy
+    with pytest.raises(KeyError, match=r"no validation metric 'accuracy'; available: \['loss', 'miou'\]"):
+        h.series("val.accuracy")
+    with pytest.raises(KeyError, match="unknown series 'loss'"):
+        h.series("loss")
+    with pytest.raises(KeyError, match="available: \\[\\]"):
+        History(task="classification").series("val.loss")
+    assert h.epochs == 2 and h.total_seconds == pytest.approx(0.3)
+
+
+def test_fit_logs_one_line_per_epoch(capsys):
+    x, y = cls_data(n=16)
+    fit(cls_net(), batches(x, y, 8), batches(x, y, 8), task="classification", epochs=2,
+        progress=False, log=True, desc="tiny")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("tiny epoch 1/2  loss ")
+    assert "val accuracy" in lines[1] and lines[1].endswith(" s)")
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+def test_tasks_constant():
+    assert TASKS == ("classification", "segmentation")
+
+
+def test_fit_empty_loader():
+    with pytest.raises(ValueError, match="train_loader is empty"):
+        fit(cls_net(), [], task="classification", epochs=1, **QUIET)
+
+
+def test_fit_loader_without_length():
+    x, y = cls_data(n=8)
+    with pytest.raises(TypeError, match="must have a length"):
+        fit(cls_net(), iter(batches(x, y, 4)), task="classification", epochs=1, **QUIET)
+
+
+def test_fit_segmentation_logits_wrong_size():
+    x, y = seg_data(n=8)
+    torch.manual_seed(0)
+    coarse = nn.Conv2d(3, 2, 3, stride=2, padding=1)  # 8x8 -> 4x4, not resized
+    with pytest.raises(ValueError, match=r"logits are \(4, 4\) but masks are \(8, 8\).*F\.interpolate"):
+        fit(coarse, batches(x, y, 4), task="segmentation", num_classes=2, epochs=1, **QUIET)
+
+
+def test_fit_wrong_number_of_classes():
+    x, y = seg_data(n=8)
+    with pytest.raises(ValueError, match="the model outputs 2 classes but num_classes=3"):
+        fit(seg_net(k=2), batches(x, y, 4), task="segmentation", num_classes=3, epochs=1, **QUIET)
+
+
+def test_fit_wrong_logits_rank():
+    x, y = seg_data(n=8)
+    with pytest.raises(ValueError, match=r"classification expects logits \[N, K\] and targets \[N\]"):
+        fit(seg_net(), batches(x, y, 4), task="classification", epochs=1, **QUIET)
+    xc, yc = cls_data(n=8)
+    with pytest.raises(ValueError, match=r"segmentation expects logits \[N, K, H, W\]"):
+        fit(cls_net(), batches(xc, yc, 4), task="segmentation", epochs=1, **QUIET)
+
+
+@pytest.mark.parametrize("task", ["detection", "Segmentation", None])
+def test_fit_bad_task(task):
+    x, y = cls_data(n=8)
+    with pytest.raises(ValueError, match="task must be one of"):
+        fit(cls_net(), batches(x, y, 4), task=task, epochs=1, **QUIET)
+
+
+def test_fit_bad_optimizer_and_schedule():
+    x, y = cls_data(n=8)
+    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'sgd', got 'adam'"):
+        fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, optimizer="adam", **QUIET)
+    with pytest.raises(ValueError, match="schedule must be 'cosine' or None"):
+        fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, schedule="step", **QUIET)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "2"])
+def test_fit_bad_epochs(epochs):
+    x, y = cls_data(n=8)
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        fit(cls_net(), batches(x, y, 4), task="classification", epochs=epochs, **QUIET)
+
+
+def test_fit_float_targets():
+    x, y = cls_data(n=8)
+    with pytest.raises(TypeError, match="targets must be integer class indices"):
+        fit(cls_net(), batches(x, y.float(), 4), task="classification", epochs=1, **QUIET)
+    xs, ys = seg_data(n=8)
+    with pytest.raises(TypeError, match="targets must be integer class indices"):
+        fit(seg_net(), batches(xs, ys.float(), 4), task="segmentation", num_classes=2, epochs=1, **QUIET)
+
+
+def test_fit_segmentation_validation_needs_num_classes():
+    x, y = seg_data(n=8)
+    with pytest.raises(ValueError, match="need num_classes"):
+        fit(seg_net(), batches(x, y, 4), batches(x, y, 4), task="segmentation", epochs=1, **QUIET)
+
+
+def test_fit_model_returning_garbage():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return {"out": x}
+
+    x, y = cls_data(n=8)
+    with pytest.raises(TypeError, match="must return logits"):
+        fit(Bad(), batches(x, y, 4), task="classification", epochs=1, **QUIET)
+
+
+def test_fit_non_finite_loss():
+    class Exploding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(48, 3)
+
+        def forward(self, x):
+            return self.lin(x.flatten(1)) * float("inf")
+
+    x, y = cls_data(n=8)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(Exploding(), batches(x, y, 4), task="classification", epochs=1, **QUIET)
+
+
+def test_evaluate_errors():
+    x, y = seg_data(n=4)
+    with pytest.raises(ValueError, match="need num_classes"):
+        evaluate(seg_net(), batches(x, y, 2), task="segmentation")
+    with pytest.raises(ValueError, match="task must be one of"):
+        evaluate(seg_net(), batches(x, y, 2), task="regression")
+    with pytest.raises(ValueError, match="yielded no"):
+        evaluate(cls_net(), [], task="classification")
+    with pytest.raises(ValueError, match="yielded no"):
+        evaluate(seg_net(), [(x, torch.full_like(y, 255))], task="segmentation", num_classes=2)
+    with pytest.raises(ValueError, match="outputs 2 classes but num_classes=5"):
+        evaluate(seg_net(), batches(x, y, 2), task="segmentation", num_classes=5)
+    with pytest.raises(TypeError, match="targets must be integer"):
+        evaluate(cls_net(), [(torch.rand(2, 3, 4, 4), torch.zeros(2))], task="classification")
+
+
+def test_predict_errors():
+    model = cls_net()
+    with pytest.raises(ValueError, match=r"images must be a float tensor \[N, 3, H, W\]"):
+        predict(model, torch.rand(3, 4, 4))
+    with pytest.raises(ValueError, match="images must be"):
+        predict(model, [[0.0]])
+    with pytest.raises(TypeError, match="images must be float"):
+        predict(model, torch.zeros(2, 3, 4, 4, dtype=torch.uint8))

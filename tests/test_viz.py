@@ -1,0 +1,272 @@
+"""Tests for segbook.viz: palettes, overlays, segmentation grids, training curves, tables."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from segbook.train import History  # noqa: E402
+from segbook.viz import (  # noqa: E402
+    IGNORE_COLOR,
+    PALETTE,
+    ResultsTable,
+    colorize,
+    overlay,
+    plot_history,
+    results_table,
+    show_segmentation,
+    to_image,
+)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# ---------------------------------------------------------------------------------------------
+# palette, colorize, to_image, overlay
+# ---------------------------------------------------------------------------------------------
+def test_palette():
+    assert PALETTE.shape == (21, 3) and PALETTE.dtype == np.uint8
+    assert PALETTE[0].tolist() == [0, 0, 0]  # background is black
+    assert len({tuple(c) for c in PALETTE}) == 21  # distinct colours
+    assert IGNORE_COLOR.tolist() == [255, 255, 255]
+    assert not (PALETTE == 255).all(1).any()  # no class is drawn like the ignore colour
+
+
+def test_colorize_maps_labels_to_palette_rows():
+    mask = np.array([[0, 1, 2], [5, 255, 20]])
+    rgb = colorize(mask)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == PALETTE[0].tolist()
+    assert rgb[0, 1].tolist() == PALETTE[1].tolist()
+    assert rgb[0, 2].tolist() == PALETTE[2].tolist()
+    assert rgb[1, 0].tolist() == PALETTE[5].tolist()
+    assert rgb[1, 1].tolist() == [255, 255, 255]
+    assert rgb[1, 2].tolist() == PALETTE[20].tolist()
+
+
+def test_colorize_torch_input_and_custom_ignore():
+    mask = torch.tensor([[0, 3], [-1, 1]])
+    rgb = colorize(mask, ignore_index=-1)
+    assert rgb[1, 0].tolist() == [255, 255, 255]
+    assert rgb[0, 1].tolist() == PALETTE[3].tolist()
+    # with another ignore_index, 255 is just a (wrapped) label, not white
+    assert colorize(np.array([[255]]), ignore_index=0)[0, 0].tolist() == PALETTE[255 % 21].tolist()
+    assert colorize(torch.zeros(2, 2, dtype=torch.uint8)).sum() == 0
+
+
+def test_colorize_errors():
+    with pytest.raises(ValueError, match=r"mask must be \[H, W\]"):
+        colorize(np.zeros((1, 2, 2), int))
+    with pytest.raises(TypeError, match="integer labels"):
+        colorize(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="negative labels"):
+        colorize(np.array([[0, -2]]))
+
+
+def test_to_image():
+    chw = torch.rand(3, 4, 5)
+    img = to_image(chw)
+    assert img.shape == (4, 5, 3) and img.dtype == np.float32
+    assert np.allclose(img, chw.permute(1, 2, 0).numpy())
+    gray = to_image(np.full((4, 5), 0.25))
+    assert gray.shape == (4, 5, 3) and np.allclose(gray, 0.25)
+    assert to_image(np.zeros((1, 4, 5))).shape == (4, 5, 3)
+    assert to_image(np.zeros((4, 5, 3))).shape == (4, 5, 3)
+    clipped = to_image(np.array([[-1.0, 2.0]]))
+    assert clipped.min() == 0.0 and clipped.max() == 1.0
+    with pytest.raises(ValueError, match="expected an image"):
+        to_image(np.zeros((2, 4, 5)))
+    with pytest.raises(ValueError, match="expected an image"):
+        to_image(np.zeros((1, 3, 4, 5)))
+
+
+def test_overlay_keeps_background_and_blends_objects():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 4, 4, generator=g)
+    mask = torch.zeros(4, 4, dtype=torch.long)
+    mask[1:3, 1:3] = 2
+    mask[0, 3] = 255
+    out = overlay(image, mask, alpha=0.25)
+    img = image.permute(1, 2, 0).numpy()
+    assert out.shape == (4, 4, 3)
+    bg = (mask == 0).numpy()
+    assert np.array_equal(out[bg], img[bg])  # background pixels are untouched
+    colour = PALETTE[2] / 255.0
+    assert np.allclose(out[1, 1], 0.75 * img[1, 1] + 0.25 * colour, atol=1e-6)
+    assert np.allclose(out[0, 3], 0.75 * img[0, 3] + 0.25 * 1.0, atol=1e-6)  # ignore: white tint
+    assert np.allclose(overlay(image, mask, alpha=1.0)[2, 2], colour)
+    assert np.array_equal(overlay(image, mask, alpha=0.0), img)
+
+
+def test_overlay_shape_mismatch():
+    with pytest.raises(ValueError, match=r"image is \(4, 4\) but mask is \(4, 5\)"):
+        overlay(np.zeros((3, 4, 4)), np.zeros((4, 5), int))
+
+
+# ---------------------------------------------------------------------------------------------
+# show_segmentation
+# ---------------------------------------------------------------------------------------------
+def _seg_batch(n=5, size=8):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, size, size, generator=g), torch.randint(0, 4, (n, size, size), generator=g)
+
+
+def test_show_segmentation_grid():
+    images, masks = _seg_batch()
+    fig = show_segmentation(images, masks, {"fcn": masks, "unet": masks.flip(-1)}, n=3)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3 * 4
+    titles = [ax.get_title() for ax in fig.axes[:4]]
+    assert titles == ["image", "ground truth", "fcn", "unet"]
+    assert all(ax.get_title() == "" for ax in fig.axes[4:])
+    assert not fig.legends
+    # the ground-truth panel shows colorize(mask)
+    shown = fig.axes[1].get_images()[0].get_array()
+    assert np.array_equal(np.asarray(shown), colorize(masks[0]))
+
+
+def test_show_segmentation_without_predictions_and_with_legend():
+    images, masks = _seg_batch(n=2)
+    fig = show_segmentation(images, masks, n=4, class_names=["bg", "a", "b", "c"])
+    assert len(fig.axes) == 2 * 2  # n is capped at the batch size
+    assert len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["bg", "a", "b", "c"]
+    fig1 = show_segmentation(images.numpy(), masks.numpy(), masks.numpy(), n=1)
+    assert len(fig1.axes) == 3
+    assert fig1.axes[2].get_title() == "prediction"
+
+
+def test_show_segmentation_errors():
+    images, masks = _seg_batch(n=3)
+    with pytest.raises(ValueError, match=r"expected images \[N, 3, H, W\] and masks \[N, H, W\]"):
+        show_segmentation(images[0], masks)
+    with pytest.raises(ValueError, match="expected images"):
+        show_segmentation(images, masks[:2])
+    with pytest.raises(ValueError, match="prediction 'bad' has shape"):
+        show_segmentation(images, masks, {"bad": masks[:, :4]})
+
+
+# ---------------------------------------------------------------------------------------------
+# plot_history
+# ---------------------------------------------------------------------------------------------
+def _history(scale=1.0):
+    return History(task="segmentation", train_loss=[scale * 1.0, scale * 0.6, scale * 0.4],
+                   train_accuracy=[0.5, 0.7, 0.8], step_loss=[scale * v for v in (1.2, 1.0, 0.9, 0.7, 0.5, 0.4)],
+                   val=[{"loss": 1.0, "miou": 0.2}, {"loss": 0.8, "miou": 0.3}, {"loss": 0.7, "miou": 0.35}],
+                   seconds=[0.1, 0.1, 0.1])
+
+
+def test_plot_history_single():
+    ax = plot_history(_history())
+    lines = ax.get_lines()
+    assert len(lines) == 1
+    assert lines[0].get_xdata().tolist() == [1, 2, 3]
+    assert lines[0].get_ydata().tolist() == [1.0, 0.6, 0.4]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "train loss"
+    assert ax.get_legend() is None  # a single unlabelled curve needs no legend
+
+
+def test_plot_history_several_and_val_key():
+    ax = plot_history({"fcn": _history(), "unet": _history(0.5)}, key="val.miou", title="mIoU", logy=True)
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    assert [line.get_label() for line in lines] == ["fcn", "unet"]
+    assert lines[0].get_ydata().tolist() == [0.2, 0.3, 0.35]
+    assert ax.get_ylabel() == "validation miou"
+    assert ax.get_title() == "mIoU" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fcn", "unet"]
+
+
+def test_plot_history_steps_and_smoothing():
+    h = _history()
+    ax = plot_history(h, steps=True)
+    line = ax.get_lines()[0]
+    assert line.get_xdata().tolist() == [0, 1, 2, 3, 4, 5]
+    assert line.get_ydata().tolist() == h.step_loss
+    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "training loss"
+    ax2 = plot_history({"a": h}, steps=True, smooth=3)
+    line = ax2.get_lines()[0]
+    assert line.get_xdata().tolist() == [2, 3, 4, 5]  # a 3-wide window ends at step 2 first
+    assert np.allclose(line.get_ydata(), [(1.2 + 1.0 + 0.9) / 3, (1.0 + 0.9 + 0.7) / 3,
+                                          (0.9 + 0.7 + 0.5) / 3, (0.7 + 0.5 + 0.4) / 3])
+    # a window longer than the curve plots it unsmoothed
+    assert len(plot_history(h, steps=True, smooth=50).get_lines()[0].get_xdata()) == 6
+
+
+def test_plot_history_onto_given_axes():
+    fig, axes = plt.subplots(1, 2)
+    out = plot_history(_history(), "train_accuracy", ax=axes[1])
+    assert out is axes[1]
+    assert len(axes[0].get_lines()) == 0 and len(axes[1].get_lines()) == 1
+
+
+def test_plot_history_unknown_key():
+    with pytest.raises(KeyError, match="no validation metric 'accuracy'"):
+        plot_history(_history(), "val.accuracy")
+
+
+# ---------------------------------------------------------------------------------------------
+# results_table
+# ---------------------------------------------------------------------------------------------
+ROWS = [
+    {"model": "fcn", "miou": 0.51234, "params": 1234567},
+    {"model": "unet", "miou": float("nan"), "note": "<b>"},
+]
+
+
+def test_results_table_text():
+    t = results_table(ROWS, title="Results")
+    assert isinstance(t, ResultsTable)
+    assert t.columns == ["model", "miou", "params", "note"]  # first-seen order over all rows
+    assert t.cells == [["fcn", "0.512", "1,234,567", ""], ["unet", "nan", "", "<b>"]]
+    expected = "\n".join([
+        "Results",
+        "model  miou   params     note",
+        "-----  -----  ---------  ----",
+        "  fcn  0.512  1,234,567      ",
+        " unet    nan              <b>",
+    ])
+    assert repr(t) == expected
+
+
+def test_results_table_html():
+    html = results_table(ROWS, title="A & B")._repr_html_()
+    assert html.startswith('<table class="segbook-results"><caption>A &amp; B</caption>')
+    assert "<thead><tr><th>model</th><th>miou</th><th>params</th><th>note</th></tr></thead>" in html
+    assert "<tr><td>fcn</td><td>0.512</td><td>1,234,567</td><td></td></tr>" in html
+    assert "<tr><td>unet</td><td>nan</td><td></td><td>&lt;b&gt;</td></tr>" in html
+    assert "<b>" not in html
+    assert html.endswith("</tbody></table>")
+    assert "<caption>" not in results_table(ROWS)._repr_html_()
+
+
+def test_results_table_formats():
+    rows = [{"a": 1.0, "b": 2.5, "n": np.int64(1000), "f": np.float32(0.125), "flag": True, "big": 10**7}]
+    t = results_table(rows, floatfmt={"b": ".1%"})
+    assert t.cells == [["1.000", "250.0%", "1,000", "0.125", "True", "10,000,000"]]
+    t2 = results_table(rows, columns=["big", "a"], floatfmt=".2e")
+    assert t2.columns == ["big", "a"]
+    assert t2.cells == [["10,000,000", "1.00e+00"]]
+    # columns are as wide as their widest cell; headers left-, cells right-aligned
+    assert repr(t2).splitlines() == ["big".ljust(10) + "  " + "a".ljust(8), "-" * 10 + "  " + "-" * 8,
+                                     "10,000,000  1.00e+00"]
+
+
+def test_results_table_markdown():
+    md = results_table([{"x": 1, "y": 0.5}, {"x": 22}]).to_markdown()
+    assert md.splitlines() == ["| x | y |", "|---|---|", "| 1 | 0.500 |", "| 22 |  |"]
+
+
+def test_results_table_needs_rows():
+    with pytest.raises(ValueError, match="at least one row"):
+        results_table([])
