@@ -262,6 +262,8 @@ def fit(
                     counted += valid.sum()
                 if bar is not None:
                     bar.update(1)
+            if n_batches == 0:
+                raise ValueError(f"train_loader yielded no batches in epoch {epoch + 1} although len() is {steps_per_epoch}")
             # One host sync per epoch, not per step.
             history.step_loss[-n_batches:] = [float(x) for x in history.step_loss[-n_batches:]]
             if not math.isfinite(float(loss_sum)):

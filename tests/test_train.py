@@ -508,3 +508,21 @@ def test_predict_errors():
         predict(model, [[0.0]])
     with pytest.raises(TypeError, match="images must be float"):
         predict(model, torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
+
+
+class _LyingLoader:
+    """Reports a length but yields nothing (a broken custom loader)."""
+
+    def __len__(self):
+        return 3
+
+    def __iter__(self):
+        return iter(())
+
+
+def test_fit_rejects_a_loader_that_yields_nothing():
+    import torch.nn as nn
+    from segbook.train import fit
+
+    with pytest.raises(ValueError, match="yielded no batches"):
+        fit(nn.Linear(2, 2), _LyingLoader(), task="classification", epochs=1, progress=False, log=False)
