@@ -1,0 +1,77 @@
+"""Tests for the chapter-1 additions to segbook.analysis (gradients at init, receptive fields)."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from segbook.analysis import empirical_receptive_field, grad_norms_at_init, receptive_field
+
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+
+def batch(n=8, k=3):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, k, (n,), generator=g)
+
+
+def test_grad_norms_match_manual_backward():
+    model = small_net()
+    x, y = batch()
+    norms = grad_norms_at_init(model, (x, y))
+    assert [name for name, _ in norms] == ["0", "3", "7"]
+    ref = small_net().train()
+    F.cross_entropy(ref(x), y).backward()
+    expected = [ref[0].weight.grad.norm().item(), ref[3].weight.grad.norm().item(), ref[7].weight.grad.norm().item()]
+    assert [v for _, v in norms] == pytest.approx(expected, rel=1e-5)
+
+
+def test_grad_norms_leave_model_untouched():
+    model = small_net().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grad_norms_at_init(model, batch())
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN stats too
+
+
+def test_grad_norms_custom_loss_tuple_output_and_errors():
+    class Aux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3 * 8 * 8, 3)
+
+        def forward(self, x):
+            out = self.fc(x.flatten(1))
+            return out, 0 * out
+
+    x, y = batch()
+    norms = grad_norms_at_init(Aux(), (x, y), loss_fn=lambda o, t: o.pow(2).mean())
+    assert len(norms) == 1 and norms[0][1] > 0
+    with pytest.raises(ValueError, match="pair"):
+        grad_norms_at_init(Aux(), x)
+    with pytest.raises(ValueError, match="no layers"):
+        grad_norms_at_init(nn.Sequential(nn.ReLU()), (x, y))
+
+
+def test_receptive_field_formula():
+    assert receptive_field([(3, 1)] * 4) == [3, 5, 7, 9]  # +2 per 3x3 layer
+    assert receptive_field([(3, 1), (2, 2), (3, 1), (3, 1, 2)]) == [3, 4, 8, 16]
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(3, 3, 5, padding=2))
+    assert receptive_field(net) == [3, 4, 12]
+    with pytest.raises(ValueError):
+        receptive_field([(0, 1)])
+    with pytest.raises(ValueError):
+        receptive_field(nn.ReLU())
+
+
+def test_empirical_receptive_field_matches_theory():
+    torch.manual_seed(0)
+    net = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(5)])
+    assert empirical_receptive_field(net, (1, 3, 33, 33)) == receptive_field(net)[-1] == 11
+    strided = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, stride=2), nn.Conv2d(3, 3, 3, padding=1))
+    assert empirical_receptive_field(strided, (1, 3, 33, 33)) == receptive_field(strided)[-1] == 7

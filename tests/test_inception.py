@@ -1,0 +1,88 @@
+"""Tests for segbook.models.inception: module widths, reductions, auxiliary heads."""
+import pytest
+import torch
+
+from segbook.analysis import count_macs, count_params
+from segbook.models.inception import (
+    GOOGLENET_CONFIGS,
+    Inception,
+    InceptionConfig,
+    googlenet_small,
+    inception_3a,
+    without_reductions,
+)
+
+
+def conv_bn(cin, cout, k):
+    return cin * cout * k * k + 2 * cout  # bias-free conv + BN scale/shift
+
+
+def test_inception_3a_gives_256_channels():
+    m = inception_3a().eval()
+    x = torch.randn(2, 192, 28, 28)
+    y = m(x)
+    assert y.shape == (2, 256, 28, 28)
+    assert m.out_channels == 256 == GOOGLENET_CONFIGS["3a"].out_channels
+    assert [b.shape[1] for b in m.forward_branches(x)] == [64, 128, 32, 32]
+    # The concatenation is exactly the branches side by side.
+    assert torch.equal(torch.cat(m.forward_branches(x), 1), y)
+
+
+def test_param_counts_with_and_without_reductions():
+    with_red = inception_3a()
+    expected = (conv_bn(192, 64, 1) + conv_bn(192, 96, 1) + conv_bn(96, 128, 3)
+                + conv_bn(192, 16, 1) + conv_bn(16, 32, 5) + conv_bn(192, 32, 1))
+    assert count_params(with_red) == expected
+    naive = without_reductions(with_red)
+    expected_naive = conv_bn(192, 64, 1) + conv_bn(192, 128, 3) + conv_bn(192, 32, 5) + conv_bn(192, 32, 1)
+    assert count_params(naive) == expected_naive
+    assert count_params(naive) > 2 * count_params(with_red)
+    assert naive(torch.randn(1, 192, 8, 8)).shape == (1, 256, 8, 8)
+    assert count_macs(naive, (1, 192, 8, 8)) > 2 * count_macs(with_red, (1, 192, 8, 8))
+
+
+def test_config_scaling_and_errors():
+    cfg = InceptionConfig(64, 96, 128, 16, 32, 32).scaled(0.25)
+    assert cfg == InceptionConfig(16, 24, 32, 4, 8, 8)
+    with pytest.raises(ValueError):
+        Inception(0, cfg)
+    with pytest.raises(ValueError, match="expected input"):
+        Inception(8, cfg)(torch.randn(1, 4, 8, 8))
+    with pytest.raises(TypeError):
+        without_reductions(torch.nn.Conv2d(1, 1, 1))
+
+
+def test_aux_heads_in_train_only():
+    torch.manual_seed(0)
+    m = googlenet_small(num_classes=5, width=0.125)
+    x = torch.randn(2, 3, 16, 16)
+    m.train()
+    out = m(x)
+    assert isinstance(out, tuple) and len(out) == 3
+    assert all(o.shape == (2, 5) for o in out)
+    m.eval()
+    out = m(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
+    # The aux heads get gradient in training mode, none from the eval output.
+    m.train()
+    sum(o.sum() for o in m(x)).backward()
+    assert m.aux1.fc2.weight.grad is not None and m.aux2.fc2.weight.grad is not None
+    m.zero_grad(set_to_none=True)
+    m.eval()
+    m(x).sum().backward()
+    assert m.aux1.fc2.weight.grad is None
+
+
+def test_no_aux_logits():
+    m = googlenet_small(width=0.125, aux_logits=False).train()
+    assert isinstance(m(torch.randn(2, 3, 16, 16)), torch.Tensor)
+    assert m.aux1 is None
+    assert count_params(m) < count_params(googlenet_small(width=0.125))
+
+
+def test_googlenet_bad_input():
+    m = googlenet_small(width=0.125)
+    with pytest.raises(ValueError, match="images"):
+        m(torch.randn(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="width"):
+        googlenet_small(width=0)

@@ -1,0 +1,158 @@
+"""Tests for segbook.models.resnet: shapes, parameter counts, plain vs residual, He init, errors."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from segbook.analysis import count_params
+from segbook.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    CifarResNet,
+    PadShortcut,
+    cifar_resnet,
+    plain20,
+    resnet20,
+    resnet56,
+    valid_depths,
+)
+
+
+def resnet_param_formula(n: int, w: int, k: int = 10) -> int:
+    """Hand count for a CIFAR ResNet with basic blocks (conv weights + BN scale/shift + fc)."""
+    stem = 27 * w + 2 * w
+    stage1 = n * (2 * 9 * w * w + 2 * 2 * w)
+    stage2 = 9 * w * 2 * w + 9 * 4 * w * w + (n - 1) * 2 * 9 * 4 * w * w + n * 2 * 2 * 2 * w
+    stage3 = 9 * 2 * w * 4 * w + 9 * 16 * w * w + (n - 1) * 2 * 9 * 16 * w * w + n * 2 * 2 * 4 * w
+    fc = 4 * w * k + k
+    return stem + stage1 + stage2 + stage3 + fc
+
+
+@pytest.mark.parametrize("depth,width", [(8, 8), (20, 16), (32, 4)])
+def test_param_count_matches_hand_formula(depth, width):
+    n = (depth - 2) // 6
+    assert count_params(cifar_resnet(depth, width=width)) == resnet_param_formula(n, width)
+
+
+def test_resnet20_and_56_sizes_match_paper():
+    # He et al. 2016, Table 6: ResNet-20 0.27M, ResNet-56 0.85M parameters.
+    assert round(count_params(resnet20()) / 1e6, 2) == 0.27
+    assert round(count_params(resnet56()) / 1e6, 2) == 0.85
+
+
+def test_output_and_feature_shapes():
+    m = cifar_resnet(8, width=8, num_classes=7).eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert m(x).shape == (3, 7)
+    assert m.forward_features(x).shape == (3, 32, 8, 8)
+    assert m(torch.randn(2, 3, 20, 28)).shape == (2, 7)  # global pooling: any size
+
+
+def test_plain_and_residual_differ_only_in_shortcuts():
+    torch.manual_seed(0)
+    res = cifar_resnet(14, width=8)
+    torch.manual_seed(0)
+    plain = cifar_resnet(14, width=8, shortcuts=False)
+    # Same parameter names, shapes and (same seed) values.
+    sr, sp = res.state_dict(), plain.state_dict()
+    assert list(sr) == list(sp)
+    assert all(torch.equal(sr[k], sp[k]) for k in sr)
+    # ... but different functions: the shortcut additions change the output.
+    x = torch.randn(2, 3, 16, 16)
+    res.eval(), plain.eval()
+    assert not torch.allclose(res(x), plain(x))
+    # Removing the additions by hand from the residual net gives the plain net's output.
+    for m in res.modules():
+        if isinstance(m, BasicBlock):
+            m.shortcut = False
+    assert torch.allclose(res(x), plain(x))
+
+
+def test_builders_are_keyword_only_and_consistent():
+    assert isinstance(resnet20(width=8), CifarResNet)
+    with pytest.raises(TypeError):
+        resnet20(8)  # noqa: the width must be named
+    assert all(not b.shortcut for b in plain20(width=4).modules() if isinstance(b, BasicBlock))
+    assert sum(isinstance(m, BasicBlock) for m in resnet20(width=4).modules()) == 9
+
+
+def test_depth_counts_weighted_layers():
+    for depth in (8, 20, 32):
+        m = cifar_resnet(depth, width=4)
+        weighted = sum(isinstance(x, (nn.Conv2d, nn.Linear)) for x in m.modules())
+        assert weighted == depth
+
+
+@pytest.mark.parametrize("depth,suggested", [(21, ["20", "26"]), (19, ["14", "20"]), (3, ["8"])])
+def test_bad_depth_suggests_nearest(depth, suggested):
+    with pytest.raises(ValueError) as err:
+        cifar_resnet(depth)
+    msg = str(err.value)
+    assert "6n + 2" in msg
+    assert all(s in msg for s in suggested)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="width"):
+        cifar_resnet(8, width=0)
+    with pytest.raises(ValueError, match="block"):
+        cifar_resnet(8, block="wide")
+    with pytest.raises(TypeError):
+        cifar_resnet(20.0)
+    with pytest.raises(ValueError, match="images"):
+        cifar_resnet(8, width=4)(torch.randn(2, 1, 8, 8))
+    assert valid_depths()[:4] == [8, 14, 20, 26]
+    assert valid_depths("bottleneck")[:3] == [11, 20, 29]
+
+
+def test_he_init_std():
+    torch.manual_seed(0)
+    m = cifar_resnet(20, width=16)
+    for name, mod in m.named_modules():
+        if isinstance(mod, nn.Conv2d) and mod.weight.numel() > 2000:
+            fan_out = mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1]
+            expected = math.sqrt(2.0 / fan_out)
+            assert abs(mod.weight.std().item() / expected - 1) < 0.1, name
+            assert abs(mod.weight.mean().item()) < 0.1 * expected
+        if isinstance(mod, nn.BatchNorm2d):
+            assert torch.all(mod.weight == 1) and torch.all(mod.bias == 0)
+
+
+def test_pad_shortcut_subsamples_and_zero_pads():
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    y = PadShortcut(2, 5, 2)(x)
+    assert y.shape == (1, 5, 2, 2)
+    assert torch.equal(y[:, :2], x[:, :, ::2, ::2])
+    assert torch.all(y[:, 2:] == 0)
+    assert count_params(PadShortcut(2, 5, 2)) == 0
+    with pytest.raises(ValueError):
+        PadShortcut(4, 2, 1)
+
+
+def test_bottleneck_block_and_net():
+    blk = Bottleneck(64, 16, stride=2, downsample=PadShortcut(64, 64, 2))
+    assert blk(torch.randn(2, 64, 8, 8)).shape == (2, 64, 4, 4)
+    # 1x1 (64->16) + 3x3 (16->16) + 1x1 (16->64) weights + three BNs.
+    assert count_params(blk) == 64 * 16 + 9 * 16 * 16 + 16 * 64 + 2 * (16 + 16 + 64)
+    m = cifar_resnet(11, width=4, block="bottleneck").eval()
+    assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    with pytest.raises(ValueError, match="9n \\+ 2"):
+        cifar_resnet(20 + 1, block="bottleneck")
+
+
+def test_zero_init_residual_makes_blocks_identity_like():
+    m = cifar_resnet(8, width=4, zero_init_residual=True)
+    assert all(torch.all(b.bn2.weight == 0) for b in m.modules() if isinstance(b, BasicBlock))
+
+
+def test_se_blocks():
+    se_mod = pytest.importorskip("segbook.nn.squeeze_excite")
+    m = cifar_resnet(8, width=16, se_reduction=4).eval()
+    ses = [x for x in m.modules() if isinstance(x, se_mod.SqueezeExcite)]
+    assert len(ses) == 3  # one per block
+    assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert count_params(m) > count_params(cifar_resnet(8, width=16))
+    assert ses[-1].last_scores.shape == (2, 64)
+    with pytest.raises(ValueError):
+        cifar_resnet(8, se_reduction=0)
