@@ -1,0 +1,319 @@
+"""Joint image + mask transforms on :mod:`torchvision.transforms.v2`.
+
+A segmentation sample is a pair ``(image, mask)``:
+
+* ``image``: float32 ``[3, H, W]`` with values in [0, 1];
+* ``mask``: int64 ``[H, W]`` of class indices, with ``ignore_index`` (255 by default) for pixels
+  that carry no label.
+
+The transforms wrap the pair as :class:`torchvision.tv_tensors.Image` and
+:class:`torchvision.tv_tensors.Mask` before calling torchvision, so every geometric operation
+(resize, rotation, crop, flip) draws its random parameters **once** and applies them to both, and
+torchvision dispatches on the type: images are resampled bilinearly, masks always with nearest
+neighbour. (For resizing we ask for ``"nearest-exact"``, which takes the pixel under each output
+pixel's centre and so stays aligned with the bilinear image; torchvision's default for masks,
+``"nearest"``, is off by up to half an input pixel.) A mask therefore never gains a value that
+was not already in it, except ``ignore_index`` in the areas that a geometric operation brings in
+from outside the image (padding, the corners uncovered by a rotation); the image gets 0 (black)
+there. Colour jitter touches the image only.
+
+Randomness comes from torch's global generator, so ``torch.manual_seed(s)`` (or
+:func:`segbook.runtime.seed_everything`) makes a run of transforms repeatable. Outputs are plain
+:class:`torch.Tensor` again (not tv_tensors), so the default ``DataLoader`` collation and every
+other part of segbook see ordinary tensors.
+
+Example::
+
+    from segbook.data import ShapesSegmentation
+    from segbook.data.transforms import SegmentationAugment, SegmentationEval
+
+    train = ShapesSegmentation(n=512, size=64, seed=0,
+                               transform=SegmentationAugment(64, scale=(0.75, 1.25), rotate=10))
+    image, mask = train[0]        # [3, 64, 64] float32, [64, 64] int64 (255 where padded)
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Union
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = [
+    "IGNORE_INDEX",
+    "SegmentationAugment",
+    "SegmentationEval",
+    "ClassificationAugment",
+    "check_segmentation_pair",
+]
+
+IGNORE_INDEX = 255
+"""The label of pixels that carry no class (padding, object borders); losses and metrics skip it."""
+
+ColorJitterArg = Union[None, float, Sequence[float]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation helpers
+# ----------------------------------------------------------------------------------------------
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {list(x.shape)}"
+    return f"an object of type {type(x).__name__}"
+
+
+def check_segmentation_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise a clear error unless ``(image, mask)`` is a valid segmentation sample.
+
+    Args:
+        image: float32 tensor ``[3, H, W]`` (values in [0, 1]).
+        mask: int64 tensor ``[H, W]`` of class indices.
+
+    Raises:
+        TypeError: an argument is not a tensor or has the wrong dtype.
+        ValueError: an argument has the wrong shape, or the two sizes differ.
+    """
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image: expected a float32 tensor [3, H, W], got {_describe(image)}")
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask: expected an int64 tensor [H, W], got {_describe(mask)}")
+    if image.dtype != torch.float32:
+        hint = " (convert with image.float() / 255)" if image.dtype == torch.uint8 else ""
+        raise TypeError(f"image: expected dtype torch.float32 with values in [0, 1], got {image.dtype}{hint}")
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image: expected shape [3, H, W], got {list(image.shape)}")
+    if mask.dtype != torch.int64:
+        raise TypeError(f"mask: expected dtype torch.int64 (class indices), got {mask.dtype} (use mask.long())")
+    if mask.ndim != 2:
+        hint = " (drop the channel dimension with mask.squeeze(0))" if mask.ndim == 3 and mask.shape[0] == 1 else ""
+        raise ValueError(f"mask: expected shape [H, W], got {list(mask.shape)}{hint}")
+    if tuple(image.shape[-2:]) != tuple(mask.shape):
+        raise ValueError(
+            f"image and mask sizes differ: image [3, H, W] = {list(image.shape)}, mask [H, W] = {list(mask.shape)}"
+        )
+
+
+def _check_size(size: object, name: str = "size") -> int:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {size!r}")
+    return int(size)
+
+
+def _check_hw(size: object) -> tuple[int, int]:
+    """``size`` as ``(height, width)`` from an int or a pair of ints."""
+    if isinstance(size, Sequence) and not isinstance(size, str):
+        if len(size) != 2:
+            raise ValueError(f"size: expected an int or a pair (height, width), got {size!r}")
+        return _check_size(size[0], "size[0]"), _check_size(size[1], "size[1]")
+    s = _check_size(size)
+    return s, s
+
+
+def _check_ignore_index(ignore_index: object) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise ValueError(f"ignore_index: expected an int, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+def _color_jitter_args(color_jitter: ColorJitterArg) -> Optional[tuple[float, float, float, float]]:
+    """Normalise ``color_jitter`` to ``(brightness, contrast, saturation, hue)`` or ``None``."""
+    if color_jitter is None:
+        return None
+    if isinstance(color_jitter, numbers.Real) and not isinstance(color_jitter, bool):
+        values = (float(color_jitter),) * 3 + (0.0,)
+    elif isinstance(color_jitter, Sequence) and len(color_jitter) in (3, 4):
+        values = tuple(float(v) for v in color_jitter) + ((0.0,) if len(color_jitter) == 3 else ())
+    else:
+        raise ValueError(
+            "color_jitter: expected None, a float (brightness = contrast = saturation), or a tuple "
+            f"(brightness, contrast, saturation[, hue]), got {color_jitter!r}"
+        )
+    b, c, s, h = values
+    if min(b, c, s) < 0 or not 0 <= h <= 0.5:
+        raise ValueError(
+            f"color_jitter: brightness, contrast, saturation must be >= 0 and hue in [0, 0.5], got {values}"
+        )
+    return None if not any(values) else (b, c, s, h)
+
+
+def _unwrap(x: torch.Tensor) -> torch.Tensor:
+    return x.as_subclass(torch.Tensor)
+
+
+def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resize image (bilinear, antialiased) and mask (nearest-exact) to ``size`` (as ``v2.Resize``).
+
+    A single ``v2.Resize`` takes one interpolation mode and coerces masks to legacy ``"nearest"``,
+    which samples source pixel ``floor(i * in / out)`` and so shifts the mask by up to half an
+    input pixel against the bilinear image. ``"nearest-exact"`` samples the source pixel under
+    the output pixel's centre, the same geometry as the image's bilinear resampling.
+    """
+    image = TF.resize(tv_tensors.Image(image), size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+    mask = TF.resize(tv_tensors.Mask(mask), size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+    return image, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Segmentation
+# ----------------------------------------------------------------------------------------------
+class SegmentationAugment:
+    """Random training augmentation for a segmentation pair, with one geometry for both.
+
+    The steps, in order (each one skipped when switched off):
+
+    1. **scale**: resize so the shorter side is ``s * size`` pixels, ``s ~ U(scale)``
+       (aspect ratio kept; image bilinear with antialiasing, mask nearest-exact);
+    2. **rotate**: rotate by an angle ``~ U(-rotate, rotate)`` degrees about the centre;
+    3. **crop**: take a random ``size x size`` window; where the image is smaller than the window
+       it is padded first (image 0, mask ``ignore_index``);
+    4. **hflip**: mirror left-right with probability 0.5;
+    5. **colour jitter**: brightness / contrast / saturation / hue on the image only.
+
+    Args:
+        size: side of the square output.
+        hflip: random horizontal flips.
+        scale: ``(low, high)`` range of the scale factor ``s`` relative to ``size``; ``None`` or
+            ``(1, 1)`` resizes the shorter side to exactly ``size``.
+        rotate: maximum rotation in degrees (0 switches rotation off).
+        color_jitter: ``None`` (off), a float ``j`` (brightness, contrast and saturation factors
+            drawn from ``[1 - j, 1 + j]``), or a tuple ``(brightness, contrast, saturation[, hue])``
+            as for :class:`torchvision.transforms.v2.ColorJitter`.
+        ignore_index: mask value for pixels brought in by padding or rotation.
+
+    Call:
+        ``(image, mask) -> (image, mask)`` with image float32 ``[3, H, W]`` in [0, 1] and mask
+        int64 ``[H, W]``; returns float32 ``[3, size, size]`` in [0, 1] and int64
+        ``[size, size]``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        hflip: bool = True,
+        scale: Optional[tuple[float, float]] = (0.75, 1.25),
+        rotate: float = 0.0,
+        color_jitter: ColorJitterArg = 0.2,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        self.size = _check_size(size)
+        self.hflip = bool(hflip)
+        if scale is None:
+            scale = (1.0, 1.0)
+        if (
+            not isinstance(scale, Sequence)
+            or len(scale) != 2
+            or not all(isinstance(v, numbers.Real) for v in scale)
+            or not 0 < scale[0] <= scale[1]
+        ):
+            raise ValueError(f"scale: expected (low, high) with 0 < low <= high, got {scale!r}")
+        self.scale = (float(scale[0]), float(scale[1]))
+        if not isinstance(rotate, numbers.Real) or not 0 <= rotate <= 180:
+            raise ValueError(f"rotate: expected a maximum angle in degrees in [0, 180], got {rotate!r}")
+        self.rotate = float(rotate)
+        self.color_jitter = _color_jitter_args(color_jitter)
+        self.ignore_index = _check_ignore_index(ignore_index)
+
+        fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: self.ignore_index}
+        # Shorter side after scaling: an integer drawn uniformly from [low * size, high * size].
+        self._short_side = (max(1, round(self.scale[0] * self.size)), max(1, round(self.scale[1] * self.size)))
+        steps: list[torch.nn.Module] = []
+        if self.rotate > 0:
+            steps.append(
+                v2.RandomRotation(self.rotate, interpolation=v2.InterpolationMode.BILINEAR, fill=fill)
+            )
+        steps.append(v2.RandomCrop(self.size, pad_if_needed=True, fill=fill))
+        if self.hflip:
+            steps.append(v2.RandomHorizontalFlip(p=0.5))
+        if self.color_jitter is not None:
+            b, c, s, h = self.color_jitter
+            steps.append(v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h))
+        self.transform = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_segmentation_pair(image, mask)
+        lo, hi = self._short_side
+        short = int(torch.randint(lo, hi + 1, ())) if hi > lo else lo
+        pair = _resize_pair(tv_tensors.Image(image), tv_tensors.Mask(mask), [short])
+        out_image, out_mask = self.transform(*pair)
+        return _unwrap(out_image).clamp(0.0, 1.0), _unwrap(out_mask)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(size={self.size}, hflip={self.hflip}, scale={self.scale}, "
+            f"rotate={self.rotate}, color_jitter={self.color_jitter}, ignore_index={self.ignore_index})"
+        )
+
+
+class SegmentationEval:
+    """Deterministic evaluation transform: resize a segmentation pair to a fixed size.
+
+    The whole image is kept (no crop), so the aspect ratio changes when the input is not of the
+    output's shape. Image bilinear with antialiasing, mask nearest neighbour (nearest-exact).
+
+    Args:
+        size: ``S`` for a square ``S x S`` output, or ``(height, width)``.
+
+    Call:
+        ``(image, mask) -> (image, mask)`` with image float32 ``[3, H, W]`` in [0, 1] and mask
+        int64 ``[H, W]``; returns float32 ``[3, S, S]`` and int64 ``[S, S]`` (or the given
+        ``(height, width)``).
+    """
+
+    def __init__(self, size: Union[int, tuple[int, int]]) -> None:
+        self.size = _check_hw(size)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_segmentation_pair(image, mask)
+        out_image, out_mask = _resize_pair(image, mask, list(self.size))
+        return _unwrap(out_image).clamp(0.0, 1.0), _unwrap(out_mask)
+
+    def __repr__(self) -> str:
+        h, w = self.size
+        return f"{type(self).__name__}(size={h if h == w else self.size})"
+
+
+# ----------------------------------------------------------------------------------------------
+# Classification
+# ----------------------------------------------------------------------------------------------
+class ClassificationAugment:
+    """CIFAR-style training augmentation: random crop of a zero-padded image, then a random flip.
+
+    Pads ``padding`` pixels of zeros on each side, takes a random ``size x size`` window (an image
+    smaller than the window is padded further as needed) and mirrors it left-right with
+    probability 0.5, as in the ResNet paper's CIFAR-10 recipe.
+
+    Args:
+        size: side of the square output (32 for CIFAR-10).
+        padding: zero padding on each side before cropping.
+        hflip: random horizontal flips.
+
+    Call:
+        ``image -> image``, a tensor ``[C, H, W]`` (float32 ``[3, 32, 32]`` for CIFAR-10); returns
+        ``[C, size, size]`` of the same dtype.
+    """
+
+    def __init__(self, size: int = 32, padding: int = 4, *, hflip: bool = True) -> None:
+        self.size = _check_size(size)
+        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+            raise ValueError(f"padding: expected an int >= 0, got {padding!r}")
+        self.padding = int(padding)
+        self.hflip = bool(hflip)
+        steps: list[torch.nn.Module] = [
+            v2.RandomCrop(self.size, padding=self.padding or None, pad_if_needed=True, fill=0)
+        ]
+        if self.hflip:
+            steps.append(v2.RandomHorizontalFlip(p=0.5))
+        self.transform = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"image: expected a tensor [C, H, W], got {_describe(image)}")
+        if image.ndim != 3:
+            raise ValueError(f"image: expected shape [C, H, W], got {list(image.shape)}")
+        return _unwrap(self.transform(tv_tensors.Image(image)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, padding={self.padding}, hflip={self.hflip})"

@@ -1,0 +1,336 @@
+"""Tests for segbook.data.transforms: joint image+mask augmentation and the CIFAR-style crop."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segbook.data.transforms import (
+    IGNORE_INDEX,
+    ClassificationAugment,
+    SegmentationAugment,
+    SegmentationEval,
+    check_segmentation_pair,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def block_mask(h: int = 64, w: int = 64) -> torch.Tensor:
+    """Large blocks of classes 1..4 on 0, different left/right and top/bottom (no symmetry)."""
+    m = torch.zeros(h, w, dtype=torch.int64)
+    m[: h // 2, : w // 3] = 1
+    m[: h // 2, w // 2 :] = 2
+    m[h // 2 :, w // 4 : 3 * w // 4] = 3
+    m[h // 8 : h // 4, 3 * w // 4 :] = 4
+    return m
+
+
+def encode(mask: torch.Tensor) -> torch.Tensor:
+    """An image whose channel 0 is the mask (class k -> k / 10) and whose other channels are noise."""
+    g = torch.Generator().manual_seed(1)
+    image = torch.rand(3, *mask.shape, generator=g)
+    image[0] = mask.float() / 10
+    return image
+
+
+def decode(image: torch.Tensor) -> torch.Tensor:
+    return torch.round(image[0] * 10).long()
+
+
+GEOMETRY_ONLY = dict(color_jitter=None)
+
+
+# ----------------------------------------------------------------------------------------------
+# SegmentationAugment
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hw", [(64, 64), (48, 80), (100, 30), (20, 20)])
+def test_augment_shapes_and_dtypes(hw):
+    aug = SegmentationAugment(32, rotate=15)
+    torch.manual_seed(0)
+    image, mask = aug(torch.rand(3, *hw), torch.randint(0, 6, hw))
+    assert type(image) is torch.Tensor and type(mask) is torch.Tensor  # plain tensors, not tv_tensors
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert mask.shape == (32, 32) and mask.dtype == torch.int64
+    assert 0.0 <= image.min() and image.max() <= 1.0
+
+
+def test_mask_never_interpolated():
+    """Mask values after any augmentation are input values or the ignore index, nothing in between."""
+    values = torch.tensor([0, 2, 5, 7])
+    g = torch.Generator().manual_seed(0)
+    mask = values[torch.randint(0, 4, (40, 56), generator=g)]  # salt and pepper: worst case
+    image = torch.rand(3, 40, 56, generator=g)
+    aug = SegmentationAugment(48, scale=(0.5, 1.5), rotate=35)
+    allowed = set(values.tolist()) | {IGNORE_INDEX}
+    seen_ignore = False
+    for seed in range(12):
+        torch.manual_seed(seed)
+        _, out = aug(image, mask)
+        got = set(out.unique().tolist())
+        assert got <= allowed, f"seed {seed}: new mask values {got - allowed}"
+        seen_ignore |= IGNORE_INDEX in got
+    assert seen_ignore  # rotation/shrinking did bring in padded areas
+
+
+def test_scale_down_pads_with_ignore_and_black():
+    """Shrink a 64x64 pair to 32x32 in a 64x64 window: exactly 64^2 - 32^2 padded pixels."""
+    mask = block_mask()
+    image = encode(mask)
+    aug = SegmentationAugment(64, scale=(0.5, 0.5), hflip=False, **GEOMETRY_ONLY)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        out_image, out_mask = aug(image, mask)
+        pad = out_mask == IGNORE_INDEX
+        assert int(pad.sum()) == 64 * 64 - 32 * 32
+        assert torch.all(out_image[:, pad] == 0)
+        rows, cols = torch.nonzero(~pad, as_tuple=True)
+        top, left = int(rows.min()), int(cols.min())
+        content = out_mask[top : top + 32, left : left + 32]
+        assert torch.equal(content, mask[1::2, 1::2])  # nearest-exact: the pixel under each centre
+
+
+def test_custom_ignore_index():
+    mask = block_mask()
+    aug = SegmentationAugment(64, scale=(0.5, 0.5), ignore_index=-1, **GEOMETRY_ONLY)
+    torch.manual_seed(0)
+    _, out = aug(encode(mask), mask)
+    assert int((out == -1).sum()) == 64 * 64 - 32 * 32
+    assert IGNORE_INDEX not in out.unique().tolist()
+
+
+def test_hflip_moves_image_and_mask_together():
+    mask = block_mask()
+    image = encode(mask)
+    aug = SegmentationAugment(64, scale=None, **GEOMETRY_ONLY)  # flip is the only random step
+    outcomes = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        out_image, out_mask = aug(image, mask)
+        if torch.equal(out_mask, mask):
+            assert torch.equal(out_image, image)
+            outcomes.add("kept")
+        else:
+            assert torch.equal(out_mask, mask.flip(-1))
+            assert torch.equal(out_image, image.flip(-1))
+            outcomes.add("flipped")
+    assert outcomes == {"kept", "flipped"}
+
+
+def interior(mask: torch.Tensor) -> torch.Tensor:
+    """Pixels whose 3x3 neighbourhood has a single mask value (away from class boundaries)."""
+    m = mask.float()[None, None]
+    return (F.max_pool2d(m, 3, 1, 1) == -F.max_pool2d(-m, 3, 1, 1))[0, 0]
+
+
+@pytest.mark.parametrize("rotate", [0.0, 25.0])
+def test_image_and_mask_share_the_geometry(rotate):
+    """Channel 0 of the image encodes the mask; after scale + rotation + crop + flip it still does.
+
+    Bilinear resampling blends the image across class boundaries, so agreement is checked away
+    from boundaries, where it must be (almost) perfect.
+    """
+    mask = block_mask(64, 80)
+    image = encode(mask)
+    aug = SegmentationAugment(48, scale=(0.6, 1.4), rotate=rotate, **GEOMETRY_ONLY)
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out_image, out_mask = aug(image, mask)
+        inside = interior(out_mask)
+        valid = out_mask != IGNORE_INDEX
+        agree = (decode(out_image) == out_mask)[inside & valid].float().mean().item()
+        assert agree > 0.99, f"seed {seed}: only {agree:.3f} of the interior pixels agree"
+        mirrored = (decode(out_image) == out_mask.flip(-1))[inside & valid].float().mean().item()
+        assert mirrored < 0.9  # the check is sensitive to a misaligned mask
+        padded = inside & ~valid  # deep inside a padded area, the image is exactly black
+        assert torch.all(out_image[:, padded] == 0), f"seed {seed}"
+        overall = (decode(out_image) == out_mask)[valid].float().mean().item()
+        assert overall > 0.85, f"seed {seed}: only {overall:.3f} of the labelled pixels agree"
+
+
+def test_color_jitter_touches_the_image_only():
+    mask = block_mask()
+    image = encode(mask)
+    aug = SegmentationAugment(64, scale=None, hflip=False, color_jitter=(0.5, 0.5, 0.5, 0.1))
+    torch.manual_seed(0)
+    out_image, out_mask = aug(image, mask)
+    assert torch.equal(out_mask, mask)
+    assert not torch.allclose(out_image, image)
+    assert 0.0 <= out_image.min() and out_image.max() <= 1.0
+
+
+def test_augment_deterministic_under_seed():
+    g = torch.Generator().manual_seed(3)
+    image, mask = torch.rand(3, 50, 70, generator=g), torch.randint(0, 6, (50, 70), generator=g)
+    aug = SegmentationAugment(40, rotate=20, color_jitter=(0.3, 0.3, 0.3, 0.05))
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return [aug(image, mask) for _ in range(3)]
+
+    first, again, other = run(7), run(7), run(8)
+    for (a_img, a_mask), (b_img, b_mask) in zip(first, again):
+        assert torch.equal(a_img, b_img) and torch.equal(a_mask, b_mask)
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_augment_does_not_modify_its_input():
+    mask = block_mask()
+    image = encode(mask)
+    image_copy, mask_copy = image.clone(), mask.clone()
+    torch.manual_seed(0)
+    SegmentationAugment(48, rotate=10)(image, mask)
+    assert torch.equal(image, image_copy) and torch.equal(mask, mask_copy)
+
+
+def test_augment_in_a_dataset_and_loader():
+    from torch.utils.data import DataLoader
+
+    from segbook.data import ShapesSegmentation
+
+    ds = ShapesSegmentation(n=4, size=32, seed=0, transform=SegmentationAugment(24, rotate=10))
+    images, masks = next(iter(DataLoader(ds, batch_size=4)))
+    assert images.shape == (4, 3, 24, 24) and masks.shape == (4, 24, 24)
+    assert set(masks.unique().tolist()) <= set(range(ds.num_classes)) | {IGNORE_INDEX}
+
+
+BAD_PAIRS = [
+    (lambda: (torch.rand(64, 64), torch.zeros(64, 64, dtype=torch.long)), ValueError, r"\[3, H, W\]"),
+    (lambda: (torch.rand(1, 64, 64), torch.zeros(64, 64, dtype=torch.long)), ValueError, r"\[3, H, W\]"),
+    (lambda: (torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8), torch.zeros(8, 8, dtype=torch.long)),
+     TypeError, r"float32.*image\.float\(\) / 255"),
+    (lambda: (torch.rand(3, 8, 8, dtype=torch.float64), torch.zeros(8, 8, dtype=torch.long)), TypeError, "float32"),
+    (lambda: (torch.rand(3, 8, 8), torch.zeros(8, 8)), TypeError, "int64"),
+    (lambda: (torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.uint8)), TypeError, "int64"),
+    (lambda: (torch.rand(3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long)), ValueError, r"\[H, W\].*squeeze"),
+    (lambda: (torch.rand(3, 8, 8), torch.zeros(8, 9, dtype=torch.long)), ValueError, "sizes differ"),
+    (lambda: ([[0.0]], torch.zeros(8, 8, dtype=torch.long)), TypeError, "tensor"),
+    (lambda: (torch.rand(3, 8, 8), None), TypeError, "int64 tensor"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", BAD_PAIRS)
+@pytest.mark.parametrize("transform", [SegmentationAugment(8), SegmentationEval(8)], ids=["augment", "eval"])
+def test_bad_inputs_say_what_was_expected(transform, make, error, message):
+    image, mask = make()
+    with pytest.raises(error, match=message):
+        transform(image, mask)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(size=0), "size"),
+        (dict(size=32.0), "size"),
+        (dict(size=32, scale=(1.2, 0.8)), "scale"),
+        (dict(size=32, scale=(0.0, 1.0)), "scale"),
+        (dict(size=32, scale=0.5), "scale"),
+        (dict(size=32, rotate=-5), "rotate"),
+        (dict(size=32, color_jitter=(0.1, 0.2)), "color_jitter"),
+        (dict(size=32, color_jitter=(0.1, 0.1, 0.1, 0.9)), "hue"),
+        (dict(size=32, ignore_index=1.5), "ignore_index"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    size = kwargs.pop("size")
+    with pytest.raises(ValueError, match=message):
+        SegmentationAugment(size, **kwargs)
+
+
+def test_repr_lists_the_settings():
+    text = repr(SegmentationAugment(64, rotate=10, color_jitter=0.1))
+    assert "size=64" in text and "rotate=10.0" in text and "(0.1, 0.1, 0.1, 0.0)" in text
+    assert repr(SegmentationEval(32)) == "SegmentationEval(size=32)"
+
+
+def test_check_segmentation_pair_accepts_a_valid_pair():
+    check_segmentation_pair(torch.rand(3, 5, 7), torch.zeros(5, 7, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------------------------
+# SegmentationEval
+# ----------------------------------------------------------------------------------------------
+def test_eval_resizes_with_nearest_mask_and_is_deterministic():
+    mask = block_mask()
+    image = encode(mask)
+    ev = SegmentationEval(32)
+    out_image, out_mask = ev(image, mask)
+    assert out_image.shape == (3, 32, 32) and out_image.dtype == torch.float32
+    assert out_mask.shape == (32, 32) and out_mask.dtype == torch.int64
+    assert torch.equal(out_mask, mask[1::2, 1::2])  # nearest-exact, no half-pixel shift
+    again = ev(image, mask)
+    assert torch.equal(again[0], out_image) and torch.equal(again[1], out_mask)
+
+
+def test_eval_rectangular_size_and_identity():
+    mask = block_mask(48, 80)
+    image = encode(mask)
+    out_image, out_mask = SegmentationEval((24, 40))(image, mask)
+    assert out_image.shape == (3, 24, 40) and out_mask.shape == (24, 40)
+    assert set(out_mask.unique().tolist()) <= set(mask.unique().tolist())
+    same_image, same_mask = SegmentationEval((48, 80))(image, mask)
+    assert torch.equal(same_image, image) and torch.equal(same_mask, mask)
+    with pytest.raises(ValueError, match="size"):
+        SegmentationEval((1, 2, 3))
+
+
+def test_eval_upsampling_keeps_mask_values():
+    g = torch.Generator().manual_seed(0)
+    mask = torch.tensor([0, 3, 9, 255])[torch.randint(0, 4, (13, 17), generator=g)]
+    _, out = SegmentationEval(50)(torch.rand(3, 13, 17, generator=g), mask)
+    assert set(out.unique().tolist()) == {0, 3, 9, 255}
+
+
+# ----------------------------------------------------------------------------------------------
+# ClassificationAugment
+# ----------------------------------------------------------------------------------------------
+def _is_shifted_or_flipped_crop(out: torch.Tensor, image: torch.Tensor, padding: int) -> bool:
+    padded = torch.nn.functional.pad(image, [padding] * 4)
+    size = out.shape[-1]
+    for top in range(2 * padding + 1):
+        for left in range(2 * padding + 1):
+            window = padded[:, top : top + size, left : left + size]
+            if torch.equal(out, window) or torch.equal(out, window.flip(-1)):
+                return True
+    return False
+
+
+def test_classification_augment_is_a_padded_crop_with_flip():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 32, 32, generator=g) * 0.9 + 0.1  # no zeros: padding is recognisable
+    aug = ClassificationAugment(32, padding=4)
+    torch.manual_seed(0)
+    outs = [aug(image) for _ in range(8)]
+    for out in outs:
+        assert out.shape == (3, 32, 32) and out.dtype == torch.float32 and type(out) is torch.Tensor
+        assert _is_shifted_or_flipped_crop(out, image, 4)
+    assert any((out == 0).any() for out in outs)  # some crops reach into the zero padding
+
+
+def test_classification_augment_deterministic_and_keeps_dtype():
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    aug = ClassificationAugment()
+    torch.manual_seed(5)
+    a = aug(image)
+    torch.manual_seed(5)
+    b = aug(image)
+    assert a.dtype == torch.uint8 and torch.equal(a, b)
+    assert ClassificationAugment(24, padding=0)(torch.rand(3, 20, 20)).shape == (3, 24, 24)  # padded as needed
+
+
+def test_classification_augment_errors():
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        ClassificationAugment()(torch.rand(32, 32))
+    with pytest.raises(TypeError, match="tensor"):
+        ClassificationAugment()(None)
+    with pytest.raises(ValueError, match="padding"):
+        ClassificationAugment(32, padding=-1)
+    with pytest.raises(ValueError, match="size"):
+        ClassificationAugment(0)
