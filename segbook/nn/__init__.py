@@ -6,3 +6,10 @@ from .squeeze_excite import SqueezeExcite, se_hidden_channels, squeeze_excite
 from .deform import DeformConv2d, regular_grid, sampling_points
 
 __all__ += ["SqueezeExcite", "se_hidden_channels", "squeeze_excite", "DeformConv2d", "regular_grid", "sampling_points"]
+from .convert import ConvolutionalizedNet, convolutionalize, fc_to_conv, linear_to_conv1x1
+from .upsample import BilinearConvTranspose2d, bilinear_filter, bilinear_kernel, bilinear_upsample, upsample_params
+
+__all__ += [
+    "ConvolutionalizedNet", "convolutionalize", "fc_to_conv", "linear_to_conv1x1",
+    "BilinearConvTranspose2d", "bilinear_filter", "bilinear_kernel", "bilinear_upsample", "upsample_params",
+]

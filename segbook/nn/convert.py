@@ -1,0 +1,228 @@
+"""Fully connected layers as convolutions ("convolutionalisation", Long et al. 2015).
+
+Two facts carry FCN:
+
+* A 1x1 convolution is an affine layer applied at every pixel: with weight ``W [C', C]`` and bias
+  ``b``, ``y[:, i, j] = W x[:, i, j] + b``. Its ``C' C + C'`` parameters do not depend on the map
+  size (:func:`linear_to_conv1x1`).
+* A classifier head that flattens a ``(C, h, w)`` map and applies ``Linear(C h w, K)`` is a
+  convolution with a ``(h, w)`` kernel and no padding: on the ``(C, h, w)`` map it gives one
+  ``(K, 1, 1)`` output, the same numbers; on a larger map it slides and gives a ``(K, H', W')``
+  map of scores (:func:`fc_to_conv`).
+
+:func:`convolutionalize` applies both to a small classifier ``Sequential(features..., Flatten,
+Linear, act, Linear, ...)``: the result accepts larger images and returns a heat map whose
+entry ``(i, j)`` is the classifier's output on the crop at ``(i s, j s)`` (``s`` the features'
+total stride), exactly, when the features use no padding. Sliding the classifier crop by crop
+would recompute the overlapping features; the convolutional version computes them once.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+
+__all__ = ["linear_to_conv1x1", "fc_to_conv", "ConvolutionalizedNet", "convolutionalize"]
+
+# Modules that act element-wise (or per channel) and so work unchanged on [N, C, H, W] maps.
+_POINTWISE = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Identity,
+)
+
+
+def _check_linear(linear: nn.Module) -> nn.Linear:
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
+    return linear
+
+
+def linear_to_conv1x1(linear: nn.Linear) -> nn.Conv2d:
+    """The 1x1 convolution that applies ``linear`` at every pixel.
+
+    Shapes: ``Linear(C, C')`` -> ``Conv2d(C, C', 1)``; ``conv(x)[:, :, i, j] == linear(x[:, :, i, j])``.
+    Same weights (viewed as ``[C', C, 1, 1]``), bias, dtype and device; the conv's weights are
+    copies, so training one does not change the other.
+    """
+    linear = _check_linear(linear)
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1, bias=linear.bias is not None,
+                     device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.reshape(linear.out_features, linear.in_features, 1, 1))
+        if linear.bias is not None:
+            conv.bias.copy_(linear.bias)
+    return conv
+
+
+def _pair(size: Union[int, Sequence[int]], name: str) -> tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair (h, w), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} must be positive, got {(h, w)}")
+    return h, w
+
+
+def fc_to_conv(linear: nn.Linear, in_channels: int, spatial_size: Union[int, Sequence[int]]) -> nn.Conv2d:
+    """The convolution equal to ``linear(flatten(x))`` for ``x`` of shape ``(N, C, h, w)``.
+
+    ``Linear(C h w, K)`` becomes ``Conv2d(C, K, kernel_size=(h, w))`` without padding: on a
+    ``(C, h, w)`` map the output is ``(N, K, 1, 1)`` with the same values as the linear layer on the
+    flattened map (``torch.flatten`` order: channel, then row, then column); on a ``(C, H, W)``
+    map it is ``(N, K, H - h + 1, W - w + 1)``.
+
+    Raises:
+        ValueError: when ``linear.in_features != in_channels * h * w``.
+    """
+    linear = _check_linear(linear)
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    h, w = _pair(spatial_size, "spatial_size")
+    expected = in_channels * h * w
+    if linear.in_features != expected:
+        raise ValueError(
+            f"the linear layer has in_features={linear.in_features} but a ({in_channels}, {h}, {w}) map "
+            f"flattens to {in_channels}*{h}*{w} = {expected}; pass the shape of the map the classifier flattens"
+        )
+    conv = nn.Conv2d(in_channels, linear.out_features, (h, w), bias=linear.bias is not None,
+                     device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.reshape(linear.out_features, in_channels, h, w))
+        if linear.bias is not None:
+            conv.bias.copy_(linear.bias)
+    return conv
+
+
+def _batchnorm1d_to_2d(bn: nn.BatchNorm1d) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+                         track_running_stats=bn.track_running_stats,
+                         device=(bn.weight.device if bn.affine else None))
+    new.load_state_dict(bn.state_dict())
+    return new
+
+
+class ConvolutionalizedNet(nn.Sequential):
+    """A classifier turned fully convolutional: ``features`` then the converted head.
+
+    Shapes: ``(N, C_in, H, W) -> (N, K, (H' - h) + 1, (W' - w) + 1)`` where ``(H', W')`` is the
+    feature map size and ``(h, w)`` the map size the original head flattened; on an image of the
+    original ``window`` size the output is ``(N, K, 1, 1)``.
+
+    Attributes:
+        window: ``(height, width)`` of the crops the classifier was built for.
+        stride: input pixels between neighbouring outputs (product of the feature strides).
+        feature_shape: ``(C, h, w)`` of the map the original head flattened.
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Sequential, *, window: tuple[int, int],
+                 stride: tuple[int, int], feature_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.window, self.stride, self.feature_shape = window, stride, feature_shape
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Heat-map size for an input of ``height x width`` (with unpadded features)."""
+        (wh, ww), (sh, sw) = self.window, self.stride
+        if height < wh or width < ww:
+            raise ValueError(f"the input {height}x{width} is smaller than the classifier's window {wh}x{ww}")
+        return (height - wh) // sh + 1, (width - ww) // sw + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 4:
+            raise ValueError(f"expected images [N, C, H, W], got {tuple(x.shape)}")
+        wh, ww = self.window
+        if x.shape[-2] < wh or x.shape[-1] < ww:
+            raise ValueError(
+                f"the input {x.shape[-2]}x{x.shape[-1]} is smaller than the classifier's window {wh}x{ww}"
+            )
+        return self.head(self.features(x))
+
+
+def _stride_of(features: nn.Module) -> tuple[int, int]:
+    sh = sw = 1
+    for m in features.modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            s = m.stride if isinstance(m.stride, (tuple, list)) else (m.stride, m.stride)
+            sh, sw = sh * int(s[0]), sw * int(s[1])
+    return sh, sw
+
+
+def convolutionalize(classifier: nn.Sequential, input_size: Union[int, Sequence[int]]) -> ConvolutionalizedNet:
+    """Turn ``Sequential(features..., Flatten, Linear, act, ..., Linear)`` into a fully convolutional net.
+
+    The modules before the first ``nn.Flatten`` are kept (deep copies); the first ``Linear`` after
+    it becomes a ``(h, w)`` convolution (:func:`fc_to_conv`), later ``Linear`` layers become 1x1
+    convolutions (:func:`linear_to_conv1x1`), ``BatchNorm1d`` becomes ``BatchNorm2d`` with the same
+    statistics, and element-wise modules (activations, ``Dropout``) are copied. The classifier is
+    left unchanged.
+
+    On an ``input_size`` image the result outputs ``(N, K, 1, 1)`` equal to the classifier's
+    ``(N, K)``; on a larger image output ``(i, j)`` equals the classifier on the crop at
+    ``(i * stride, j * stride)`` when the features have no padding (with padding, crops see zeros
+    at their border where the large image has pixels, so only the interior matches).
+
+    Args:
+        classifier: the classifier (its mode, train or eval, is copied).
+        input_size: the crop size ``h`` or ``(h, w)`` it was trained on; used to find the shape of
+            the map that ``Flatten`` receives.
+
+    Raises:
+        TypeError: when the model is not of this form or has a layer that cannot be converted.
+        ValueError: when the first ``Linear`` does not match the flattened feature map.
+    """
+    if not isinstance(classifier, nn.Sequential):
+        raise TypeError(f"convolutionalize expects an nn.Sequential classifier, got {type(classifier).__name__}")
+    modules = list(classifier.children())
+    flat = next((i for i, m in enumerate(modules) if isinstance(m, nn.Flatten)), None)
+    if flat is None:
+        raise TypeError("the classifier has no nn.Flatten: expected Sequential(features..., Flatten, Linear, ...)")
+    if flat == 0:
+        raise TypeError("the classifier has no convolutional features before nn.Flatten")
+    if modules[flat].start_dim != 1 or modules[flat].end_dim != -1:
+        raise TypeError("only nn.Flatten(start_dim=1, end_dim=-1) (the default) can be converted")
+    features = nn.Sequential(*(copy.deepcopy(m) for m in modules[:flat]))
+    head_modules = modules[flat + 1:]
+    if not head_modules or not isinstance(head_modules[0], nn.Linear):
+        raise TypeError("the module after nn.Flatten must be an nn.Linear")
+
+    h, w = _pair(input_size, "input_size")
+    first_conv = next((m for m in features.modules() if isinstance(m, nn.Conv2d)), None)
+    if first_conv is None:
+        raise TypeError("the features before nn.Flatten contain no nn.Conv2d")
+    param = next(features.parameters())
+    was_training = features.training
+    features.eval()
+    with torch.no_grad():
+        fmap = features(torch.zeros(1, first_conv.in_channels, h, w, device=param.device, dtype=param.dtype))
+    features.train(was_training)
+    if fmap.dim() != 4:
+        raise TypeError(f"the features must output a map [N, C, h, w], got {tuple(fmap.shape)}")
+    c, fh, fw = fmap.shape[1:]
+
+    head: list[nn.Module] = []
+    for i, m in enumerate(head_modules):
+        if isinstance(m, nn.Linear):
+            head.append(fc_to_conv(m, c, (fh, fw)) if i == 0 else linear_to_conv1x1(m))
+        elif isinstance(m, nn.BatchNorm1d):
+            head.append(_batchnorm1d_to_2d(m))
+        elif isinstance(m, nn.Dropout):
+            head.append(nn.Dropout(m.p))  # element-wise dropout works on any shape
+        elif isinstance(m, _POINTWISE):
+            head.append(copy.deepcopy(m))
+        else:
+            raise TypeError(
+                f"cannot convert {type(m).__name__} after nn.Flatten: only Linear, BatchNorm1d, Dropout and "
+                "element-wise activations are supported"
+            )
+    head_seq = nn.Sequential(*head)
+    head_seq.train(classifier.training)
+    net = ConvolutionalizedNet(features, head_seq, window=(h, w), stride=_stride_of(features),
+                               feature_shape=(int(c), int(fh), int(fw)))
+    net.train(classifier.training)
+    return net
