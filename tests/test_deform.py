@@ -7,6 +7,15 @@ from torchvision.ops import deform_conv2d
 from segbook.nn import DeformConv2d, regular_grid, sampling_points
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _bilinear_reference(x, points, weight, bias):
     """Deformable conv written out: sample x at `points` ([N, Ho, Wo, T, 2], (y, x)), then mix."""
     n, c, h, w = x.shape

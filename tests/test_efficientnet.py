@@ -13,6 +13,15 @@ from segbook.models.efficientnet import drop_path
 from segbook.nn import SqueezeExcite
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def test_compound_scaling_values():
     s0, s1, s2 = compound_scaling(0), compound_scaling(1), compound_scaling(2)
     assert (s0.depth_mult, s0.width_mult, s0.resolution) == (1.0, 1.0, 32)

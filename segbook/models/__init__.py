@@ -9,4 +9,7 @@ from .resnet import (
     plain44, plain56, plain110, resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, se_resnet20,
 )
 from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_connections, densenet_bc
+from .deformable_demo import (
+    BLOB_PAIR_CLASSES, DeformDemoResult, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
+)
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+from segbook.models import (
+    BLOB_PAIR_CLASSES, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
+)
+from segbook.nn import DeformConv2d
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _centres(image, k=2):
+    # The two brightest local maxima (noise is 0.05, blobs peak near 1).
+    img = image[0]
+    flat = img.flatten().clone()
+    out = []
+    for _ in range(k):
+        i = int(flat.argmax())
+        y, x = divmod(i, img.shape[1])
+        out.append((y, x))
+        yy, xx = torch.meshgrid(torch.arange(img.shape[0]), torch.arange(img.shape[1]), indexing="ij")
+        flat[((yy - y) ** 2 + (xx - x) ** 2 <= 9).flatten()] = -1
+    return out
+
+
+def test_dataset_is_a_pure_function_of_seed_index_split():
+    a, la = blob_pair_sample(0, 5)
+    b, lb = blob_pair_sample(0, 5)
+    assert torch.equal(a, b) and la == lb
+    xs, ys = blob_pair_batch(0, 3, 4)
+    assert xs.shape == (4, 1, 22, 22) and ys.dtype == torch.long
+    assert torch.equal(xs[2], a) and ys[2].item() == la          # item 5 is the same inside a batch
+    assert not torch.equal(blob_pair_sample(1, 5)[0], a)          # other seed, other scene
+    assert not torch.equal(blob_pair_sample(0, 5, split="test")[0], a)
+    # torch's generator keeps 32 seed bits: make sure seeds and splits still give distinct streams.
+    firsts = {tuple(blob_pair_sample(s, 0, split=sp)[0].flatten()[:4].tolist()) for s in range(4) for sp in ("train", "test")}
+    assert len(firsts) == 8
+
+
+def test_dataset_geometry_and_balance():
+    xs, ys = blob_pair_batch(0, 0, 64)
+    assert 20 <= int(ys.sum()) <= 44 and len(BLOB_PAIR_CLASSES) == 2
+    for x, y in zip(xs[:16], ys[:16]):
+        (y1, x1), (y2, x2) = _centres(x)
+        dy, dx = abs(y1 - y2), abs(x1 - x2)
+        if y == 0:
+            assert dy <= 1 and 8 <= dx <= 13                       # horizontal, gap 9-12
+        else:
+            assert dx <= 1 and 8 <= dy <= 13
+        assert min(y1, x1, y2, x2) >= 4 and max(y1, x1, y2, x2) <= 17  # margin 5 from the border
+
+
+def test_dataset_errors():
+    with pytest.raises(ValueError, match="too small"):
+        blob_pair_sample(0, 0, size=16)
+    with pytest.raises(ValueError, match="split"):
+        blob_pair_sample(0, 0, split="val")
+    with pytest.raises(ValueError, match="seed"):
+        blob_pair_sample(-1, 0)
+
+
+def test_twin_has_same_weights_and_output_at_init():
+    torch.manual_seed(0)
+    plain = TinyConvNet().eval()
+    twin = plain.deformable_twin().eval()
+    assert plain.deform is None and isinstance(twin.deform, DeformConv2d)
+    x, _ = blob_pair_batch(0, 0, 4)
+    assert (plain(x) - twin(x)).abs().max().item() < 1e-5
+    n_offset = sum(p.numel() for p in twin.deform.offset.parameters())
+    assert sum(p.numel() for p in twin.parameters()) == sum(p.numel() for p in plain.parameters()) + n_offset
+    with pytest.raises(ValueError):
+        twin.deformable_twin()
+    with pytest.raises(ValueError, match="4-D"):
+        plain(torch.randn(1, 22, 22))
+
+
+def test_train_demo_is_deterministic_and_gives_plottable_points():
+    rng_before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    r1 = train_deformable_demo(seed=3, steps=3, batch_size=8, test_size=16)
+    r2 = train_deformable_demo(seed=3, steps=3, batch_size=8, test_size=16)
+    assert torch.equal(torch.get_rng_state(), rng_before)          # global RNG untouched
+    assert torch.get_num_threads() == threads                      # thread setting restored
+    assert r1.plain_history == r2.plain_history and r1.deform_history == r2.deform_history
+    assert len(r1.deform_history) == 3
+    assert (r1.plain_accuracy, r1.deform_accuracy) == (r2.plain_accuracy, r2.deform_accuracy)
+    for a, b in zip(r1.deform_model.state_dict().values(), r2.deform_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert 0.0 <= r1.deform_accuracy <= 1.0 and r1.deform_loss > 0
+    assert r1.test_images.shape == (16, 1, 22, 22) and r1.test_labels.shape == (16,)
+    layer = r1.deform_model.deform
+    r1.deform_model(r1.test_images[:2])
+    assert layer.last_offsets.shape == (2, 18, 22, 22)
+    assert layer.last_offsets.abs().sum() > 0                      # three Adam steps moved them
+    assert layer.sampling_points().shape == (2, 22, 22, 9, 2)
+    with pytest.raises(ValueError):
+        train_deformable_demo(steps=0)
