@@ -156,3 +156,22 @@ def test_se_blocks():
     assert ses[-1].last_scores.shape == (2, 64)
     with pytest.raises(ValueError):
         cifar_resnet(8, se_reduction=0)
+
+
+def test_residual_ratios():
+    from segbook.models.resnet import residual_ratios
+
+    torch.manual_seed(0)
+    m = cifar_resnet(14, width=8).train()
+    x = torch.randn(4, 3, 16, 16)
+    r = residual_ratios(m, x)
+    assert len(r) == 6 and all(v > 0 for v in r)
+    assert m.training  # mode restored
+    # Zeroing the last BN scale of every block makes F(x) = 0.
+    for b in m.modules():
+        if isinstance(b, BasicBlock):
+            torch.nn.init.zeros_(b.bn2.weight)
+            torch.nn.init.zeros_(b.bn2.bias)
+    assert residual_ratios(m, x) == pytest.approx([0.0] * 6)
+    with pytest.raises(ValueError, match="shortcuts"):
+        residual_ratios(cifar_resnet(8, width=4, shortcuts=False), x)

@@ -38,6 +38,7 @@ __all__ = [
     "CifarResNet",
     "valid_depths",
     "he_init",
+    "residual_ratios",
     "cifar_resnet",
     "resnet8",
     "resnet14",
@@ -130,11 +131,14 @@ class BasicBlock(nn.Module):
         self.shortcut = shortcut
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch ``F(x)`` (before the addition and the final ReLU)."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.se is not None:
-            out = self.se(out)
+        return self.se(out) if self.se is not None else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x)
         if self.shortcut:
             identity = x if self.downsample is None else self.downsample(x)
             out = out + identity
@@ -169,12 +173,15 @@ class Bottleneck(nn.Module):
         self.shortcut = shortcut
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual branch ``F(x)`` (before the addition and the final ReLU)."""
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.se is not None:
-            out = self.se(out)
+        return self.se(out) if self.se is not None else out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x)
         if self.shortcut:
             identity = x if self.downsample is None else self.downsample(x)
             out = out + identity
@@ -280,6 +287,35 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+@torch.no_grad()
+def residual_ratios(model: CifarResNet, images: torch.Tensor) -> list[float]:
+    """Relative size of every block's residual branch, ``||F(x)|| / ||shortcut(x)||``, for a batch.
+
+    ``images``: ``[N, 3, H, W]``; norms are taken over the whole batch tensor. Runs in eval mode
+    (the model's mode is restored). Small ratios mean the blocks act as small corrections to the
+    identity, the behaviour He et al. (2016, Fig. 7) report for trained ResNets.
+
+    Returns:
+        one float per block, from input to output.
+    """
+    if not isinstance(model, CifarResNet) or not model.shortcuts:
+        raise ValueError("residual_ratios needs a CifarResNet with shortcuts=True")
+    was_training = model.training
+    model.eval()
+    try:
+        x = model.relu(model.bn1(model.conv1(images)))
+        norms = []
+        for block in (*model.layer1, *model.layer2, *model.layer3):
+            f = block.residual(x)
+            s = x if block.downsample is None else block.downsample(x)
+            norms.append(torch.stack((torch.linalg.vector_norm(f), torch.linalg.vector_norm(s))))
+            x = block.relu(f + s)
+    finally:
+        model.train(was_training)
+    ratios = torch.stack(norms)
+    return (ratios[:, 0] / ratios[:, 1].clamp_min(1e-12)).tolist()
+
+
 def he_init(model: nn.Module) -> nn.Module:
     """He et al. (2015) initialisation, in place, as in torchvision's ResNet.
 
@@ -318,7 +354,7 @@ def _builder(depth: int, shortcuts: bool):
     def build(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
         return cifar_resnet(depth, width=width, num_classes=num_classes, shortcuts=shortcuts, se_reduction=se_reduction)
 
-    build.__name__ = f"{'resnet' if shortcuts else 'plain'}{depth}"
+    build.__name__ = build.__qualname__ = f"{'resnet' if shortcuts else 'plain'}{depth}"
     build.__doc__ = f"CIFAR {kind}-{depth} ({(depth - 2) // 6} basic blocks per stage); see :func:`cifar_resnet`."
     return build
 
