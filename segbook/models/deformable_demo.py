@@ -18,8 +18,10 @@ with :func:`~segbook.nn.sampling_points`.
 What this shows and what it does not: offsets, learned from zero by plain gradient descent, give a
 3x3 kernel a large and sparse receptive field. A dilated convolution with the right rate, a
 deeper or downsampling net would also solve this task; the point is that the deformable layer
-*finds* where to look, starting from a plain conv. The learned offsets are mostly a spread that
-is similar across the image (a learned, fractional "dilation"), not strongly image-dependent.
+*finds* where to look, starting from a plain conv, and that where it looks depends on the image:
+after training, the taps of a unit centred on a blob fly out by several pixels (up to ~15), to where
+a partner blob could be, while on empty background they stay close to the 3x3 grid (seed 0: mean
+``|offset|`` 1.3 px, standard deviation across positions 1.6 px).
 
 Measured on the 2-core CPU (quick setting: 120 steps of 16 images, held-out test set of 256):
 

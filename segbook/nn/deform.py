@@ -107,7 +107,8 @@ def sampling_points(
     Returns:
         ``[N, H_out, W_out, k_h*k_w, 2]``: regular grid + offset, in input pixel coordinates
         (pixel centres at integers; row ``y`` first). ``points[n, oy, ox, t]`` is where tap ``t``
-        of output pixel ``(oy, ox)`` reads the input.
+        of output pixel ``(oy, ox)`` reads the input. To draw them over an image with matplotlib
+        (x first): ``ax.scatter(pts[n, oy, ox, :, 1], pts[n, oy, ox, :, 0])``.
     """
     kh, kw = _pair(kernel_size, "kernel_size", minimum=1)
     if offsets.dim() != 4 or offsets.shape[1] != 2 * kh * kw:
