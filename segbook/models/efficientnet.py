@@ -302,6 +302,9 @@ class EfficientNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.head_channels, num_classes)
         self.stage_repeats, self.stage_channels = tuple(repeats), tuple(rf(s.channels) for s in stages)
+        #: set by :func:`efficientnet_small`: the compound-scaling multipliers and the input size.
+        self.scaling: Optional[CompoundScaling] = None
+        self.resolution: Optional[int] = None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
