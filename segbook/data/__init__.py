@@ -1,4 +1,20 @@
-"""Datasets: procedural (the offline default), real ones on request, and joint transforms."""
+"""Datasets: procedural (the offline default), real ones on request, and joint transforms.
+
+``synthetic`` needs no files at all; ``real`` reads CIFAR-10, Oxford-IIIT Pet and PASCAL VOC from a
+folder and downloads only when asked to (``download=True``); ``transforms`` augments an image and
+its mask together so that masks are never interpolated bilinearly.
+"""
+from .real import (
+    CIFAR10,
+    CIFAR10_CLASSES,
+    PET_CLASSES,
+    VOC_CLASSES,
+    OxfordIIITPetSegmentation,
+    VOCSegmentation,
+    cifar10,
+    oxford_pets,
+    voc_segmentation,
+)
 from .synthetic import (
     CLASSIFICATION_CLASSES,
     SEGMENTATION_CLASSES,
@@ -7,6 +23,13 @@ from .synthetic import (
     make_loader,
     render_scene,
     render_shape_image,
+)
+from .transforms import (
+    IGNORE_INDEX,
+    ClassificationAugment,
+    SegmentationAugment,
+    SegmentationEval,
+    check_segmentation_pair,
 )
 
 __all__ = [
@@ -17,4 +40,18 @@ __all__ = [
     "make_loader",
     "render_scene",
     "render_shape_image",
+    "IGNORE_INDEX",
+    "ClassificationAugment",
+    "SegmentationAugment",
+    "SegmentationEval",
+    "check_segmentation_pair",
+    "CIFAR10",
+    "CIFAR10_CLASSES",
+    "PET_CLASSES",
+    "VOC_CLASSES",
+    "OxfordIIITPetSegmentation",
+    "VOCSegmentation",
+    "cifar10",
+    "oxford_pets",
+    "voc_segmentation",
 ]
