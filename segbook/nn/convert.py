@@ -24,7 +24,16 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 
-__all__ = ["linear_to_conv1x1", "fc_to_conv", "ConvolutionalizedNet", "convolutionalize"]
+__all__ = [
+    "linear_to_conv1x1",
+    "apply_per_pixel",
+    "affine_from_conv1x1",
+    "conv1x1_vs_affine_params",
+    "fc_to_conv",
+    "ConvolutionalizedNet",
+    "convolutionalize",
+    "sliding_window",
+]
 
 # Modules that act element-wise (or per channel) and so work unchanged on [N, C, H, W] maps.
 _POINTWISE = (
@@ -54,6 +63,69 @@ def linear_to_conv1x1(linear: nn.Linear) -> nn.Conv2d:
         if linear.bias is not None:
             conv.bias.copy_(linear.bias)
     return conv
+
+
+def apply_per_pixel(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``linear`` to the channel vector of every pixel: ``(N, C, H, W) -> (N, C', H, W)``.
+
+    The reference for a 1x1 convolution: ``y[:, :, i, j] = linear(x[:, :, i, j])``, computed by
+    moving the channels last, calling the linear layer and moving them back.
+    """
+    linear = _check_linear(linear)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
+    if x.shape[1] != linear.in_features:
+        raise ValueError(f"x has {x.shape[1]} channels but the linear layer expects {linear.in_features}")
+    return linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def affine_from_conv1x1(conv: nn.Conv2d, height: int, width: int) -> nn.Linear:
+    """The fully connected layer over a whole ``height x width`` map that equals a 1x1 convolution.
+
+    Shapes: ``Conv2d(C, C', 1)`` -> ``Linear(C H W, C' H W)`` with
+    ``linear(x.flatten(1)).view(N, C', H, W) == conv(x)`` for ``x`` of shape ``(N, C, H, W)``.
+    Its weight is ``kron(W, I_{HW})`` (``torch.flatten`` order: channel, then row, then column):
+    ``C C' (HW)^2`` entries, of which only the ``C C' HW`` on the pixel diagonal are non-zero and
+    they repeat the conv's ``C C'`` weights ``HW`` times. A general affine layer over the map
+    would learn all of them; the 1x1 convolution shares one ``C' x C`` matrix across pixels.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"expected an nn.Conv2d, got {type(conv).__name__}")
+    if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding != (0, 0) \
+            or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError("affine_from_conv1x1 needs a plain 1x1 convolution (stride 1, no padding, groups 1)")
+    h, w = _pair((height, width), "map size")
+    c_in, c_out, hw = conv.in_channels, conv.out_channels, h * w
+    weight = conv.weight.detach().reshape(c_out, c_in)
+    eye = torch.eye(hw, dtype=weight.dtype, device=weight.device)
+    linear = nn.Linear(c_in * hw, c_out * hw, bias=conv.bias is not None,
+                       device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(torch.kron(weight, eye))
+        if conv.bias is not None:
+            linear.bias.copy_(conv.bias.detach().repeat_interleave(hw))
+    return linear
+
+
+def conv1x1_vs_affine_params(in_channels: int, out_channels: int, sizes: Sequence[int]) -> list[dict]:
+    """Parameters of a 1x1 conv vs a fully connected layer over the whole map, one row per map size.
+
+    For a ``(C, s, s)`` -> ``(C', s, s)`` map: the 1x1 convolution has ``C C' + C'`` parameters
+    whatever ``s``; the affine layer ``Linear(C s^2, C' s^2)`` has ``C s^2 C' s^2 + C' s^2``.
+
+    Returns:
+        ``[{"map": "s x s", "1x1 conv": int, "affine over the map": int, "ratio": float}, ...]``.
+    """
+    for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    rows = []
+    for s in sizes:
+        h, w = _pair(s, "size")
+        conv = in_channels * out_channels + out_channels
+        affine = (in_channels * h * w) * (out_channels * h * w) + out_channels * h * w
+        rows.append({"map": f"{h}x{w}", "1x1 conv": conv, "affine over the map": affine, "ratio": affine / conv})
+    return rows
 
 
 def _pair(size: Union[int, Sequence[int]], name: str) -> tuple[int, int]:
@@ -226,3 +298,28 @@ def convolutionalize(classifier: nn.Sequential, input_size: Union[int, Sequence[
                                feature_shape=(int(c), int(fh), int(fw)))
     net.train(classifier.training)
     return net
+
+
+@torch.no_grad()
+def sliding_window(classifier: nn.Module, images: torch.Tensor, window: Union[int, Sequence[int]],
+                   stride: Union[int, Sequence[int]], *, batch_size: int = 256) -> torch.Tensor:
+    """Run a crop classifier on every ``window`` crop at steps of ``stride``, the slow way.
+
+    Shapes: ``(N, C, H, W) -> (N, K, (H - h) // s + 1, (W - w) // s + 1)``; entry ``(i, j)`` is
+    ``classifier(images[..., i s : i s + h, j s : j s + w])``. The reference that a
+    :func:`convolutionalize`-d net reproduces in one pass (recomputing nothing that overlaps).
+    The classifier is run in its current mode (call ``.eval()`` first for batch norm).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
+    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    n, c, height, width = images.shape
+    if height < wh or width < ww:
+        raise ValueError(f"the images {height}x{width} are smaller than the window {wh}x{ww}")
+    crops = images.unfold(2, wh, sh).unfold(3, ww, sw)        # [N, C, h', w', wh, ww]
+    oh, ow = crops.shape[2:4]
+    crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c, wh, ww)
+    logits = torch.cat([classifier(chunk) for chunk in crops.split(batch_size)])
+    if logits.dim() != 2:
+        raise ValueError(f"the classifier must return logits [N, K], got {tuple(logits.shape)}")
+    return logits.reshape(n, oh, ow, -1).permute(0, 3, 1, 2)
