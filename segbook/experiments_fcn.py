@@ -73,17 +73,29 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, int]:
     return out, int(roots.numel())
 
 
-def instances_per_class(mask: torch.Tensor, num_classes: int, *, background: Optional[int] = 0) -> list[int]:
-    """Number of separate (4-connected) objects of each class in a label mask ``[H, W]``.
+def instances_per_class(mask: torch.Tensor, num_classes: int, *, background: Optional[int] = 0,
+                        min_pixels: int = 1) -> list[int]:
+    """Number of separate (4-connected) regions of each class in a label mask ``[H, W]``.
 
     Returns a list of ``num_classes`` counts; the ``background`` class (0 by default) counts as 0.
-    Touching objects of one class merge into one region: the label alone cannot separate them,
-    which is the point of the count.
+    Regions smaller than ``min_pixels`` (slivers left by occlusion) are not counted. Touching
+    objects of one class merge into one region and an occluded object may split in two: the label
+    map alone does not say which pixels form one object, which is the point of the count.
     """
     mask = _check_mask(mask)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return [0 if k == background else connected_components(mask == k)[1] for k in range(num_classes)]
+    if isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 1:
+        raise ValueError(f"min_pixels must be a positive int, got {min_pixels!r}")
+    counts = []
+    for k in range(num_classes):
+        if k == background:
+            counts.append(0)
+            continue
+        labels, n = connected_components(mask == k)
+        sizes = torch.bincount(labels.flatten(), minlength=n + 1)[1:]
+        counts.append(int((sizes >= min_pixels).sum()))
+    return counts
 
 
 def center_crops(images: torch.Tensor, masks: torch.Tensor, n: int, size: int = 16, *, seed: int = 0,

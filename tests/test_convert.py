@@ -128,3 +128,82 @@ def test_convolutionalize_errors():
     fcn = convolutionalize(patch_classifier(width=8).eval(), 16)
     with pytest.raises(ValueError, match="smaller than the classifier's window 16x16"):
         fcn(torch.rand(1, 3, 12, 20))
+
+
+# ---- per-pixel reference, dense equivalent, parameter table, sliding window ----------------------
+from segbook.nn.convert import (  # noqa: E402
+    affine_from_conv1x1, apply_per_pixel, conv1x1_vs_affine_params, sliding_window,
+)
+
+
+def test_apply_per_pixel_matches_a_loop():
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 3)
+    x = torch.randn(2, 5, 4, 6)
+    y = apply_per_pixel(lin, x)
+    assert y.shape == (2, 3, 4, 6)
+    for i in range(4):
+        for j in range(6):
+            torch.testing.assert_close(y[:, :, i, j], lin(x[:, :, i, j]))
+    with pytest.raises(ValueError):
+        apply_per_pixel(lin, torch.randn(2, 4, 4, 6))
+    with pytest.raises(ValueError):
+        apply_per_pixel(lin, torch.randn(5, 4))
+    with pytest.raises(TypeError):
+        apply_per_pixel(nn.Conv2d(5, 3, 1), x)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_affine_from_conv1x1_equals_the_conv(bias):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(4, 3, 1, bias=bias)
+    dense = affine_from_conv1x1(conv, 5, 7)
+    assert (dense.in_features, dense.out_features) == (4 * 35, 3 * 35)
+    assert (dense.bias is None) == (not bias)
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(x.flatten(1)).view(2, 3, 5, 7), conv(x))
+    # only the pixel diagonal is non-zero: C C' HW of the C C' (HW)^2 weights
+    assert int((dense.weight != 0).sum()) <= 4 * 3 * 35
+
+
+def test_affine_from_conv1x1_errors():
+    with pytest.raises(ValueError):
+        affine_from_conv1x1(nn.Conv2d(4, 3, 3), 5, 5)
+    with pytest.raises(ValueError):
+        affine_from_conv1x1(nn.Conv2d(4, 3, 1, stride=2), 5, 5)
+    with pytest.raises(TypeError):
+        affine_from_conv1x1(nn.Linear(4, 3), 5, 5)
+    with pytest.raises(ValueError):
+        affine_from_conv1x1(nn.Conv2d(4, 3, 1), 0, 5)
+
+
+def test_conv1x1_vs_affine_params_matches_modules():
+    rows = conv1x1_vs_affine_params(6, 4, [1, 3, (2, 5)])
+    assert [r["map"] for r in rows] == ["1x1", "3x3", "2x5"]
+    for r, hw in zip(rows, [(1, 1), (3, 3), (2, 5)]):
+        conv = nn.Conv2d(6, 4, 1)
+        dense = affine_from_conv1x1(conv, *hw)
+        assert r["1x1 conv"] == sum(p.numel() for p in conv.parameters())
+        assert r["affine over the map"] == sum(p.numel() for p in dense.parameters())
+        assert r["ratio"] == pytest.approx(r["affine over the map"] / r["1x1 conv"])
+    assert rows[0]["ratio"] == 1
+    with pytest.raises(ValueError):
+        conv1x1_vs_affine_params(0, 4, [2])
+
+
+def test_sliding_window_equals_classifier_on_each_crop_and_the_convolutionalized_net():
+    torch.manual_seed(2)
+    clf = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 5)).eval()
+    x = torch.randn(2, 3, 16, 20)
+    out = sliding_window(clf, x, 8, 2, batch_size=7)
+    assert out.shape == (2, 5, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(out[:, :, 2, 3], clf(x[:, :, 4:12, 6:14]))
+        torch.testing.assert_close(out[:, :, 4, 6], clf(x[:, :, 8:16, 12:20]))
+        net = convolutionalize(clf, 8).eval()
+        torch.testing.assert_close(net(x), out, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        sliding_window(clf, torch.randn(1, 3, 6, 6), 8, 2)
+    with pytest.raises(ValueError):
+        sliding_window(clf, torch.randn(3, 6, 6), 8, 2)
