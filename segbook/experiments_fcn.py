@@ -24,6 +24,7 @@ __all__ = [
     "center_crops",
     "window_centre_labels",
     "tile_scenes",
+    "top_channels",
     "show_maps",
 ]
 
@@ -186,6 +187,25 @@ def tile_scenes(images: torch.Tensor, masks: torch.Tensor, rows: int, cols: int)
     img = images[: m * g].reshape(m, rows, cols, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(m, c, rows * h, cols * w)
     msk = masks[: m * g].reshape(m, rows, cols, h, w).permute(0, 1, 3, 2, 4).reshape(m, rows * h, cols * w)
     return img, msk
+
+
+def top_channels(features: torch.Tensor, target: torch.Tensor, k: int = 3) -> list[int]:
+    """The ``k`` channels of a feature map that follow ``target`` most closely.
+
+    Shapes: ``features [C, h, w]``, ``target [H, W]`` (e.g. a 0/1 foreground mask) -> ``k`` channel
+    indices, sorted by the absolute Pearson correlation between each channel and ``target``
+    average-pooled to ``h x w`` (largest first; constant channels count as 0).
+    """
+    if features.dim() != 3 or target.dim() != 2:
+        raise ValueError(f"expected features [C, h, w] and target [H, W], got {tuple(features.shape)} "
+                         f"and {tuple(target.shape)}")
+    t = F.adaptive_avg_pool2d(target.float()[None, None], features.shape[-2:]).flatten()
+    f = features.float().flatten(1)
+    f = f - f.mean(1, keepdim=True)
+    t = t - t.mean()
+    denom = f.norm(dim=1) * t.norm()
+    corr = torch.where(denom > 0, (f @ t) / denom.clamp(min=1e-12), torch.zeros_like(denom))
+    return corr.abs().argsort(descending=True, stable=True)[: int(k)].tolist()
 
 
 def show_maps(maps: Mapping[str, object], *, ncols: Optional[int] = None, panel_size: float = 1.6,

@@ -137,3 +137,20 @@ def test_show_maps_panels():
 def test_paper_numbers_are_the_papers():
     assert [PAPER_VOC2011_VAL[k]["miou"] for k in ("FCN-32s", "FCN-16s", "FCN-8s")] == [59.4, 62.4, 62.7]
     assert [PAPER_VOC2011_VAL[k]["pixel_acc"] for k in ("FCN-32s", "FCN-16s", "FCN-8s")] == [89.1, 90.0, 90.3]
+
+
+def test_top_channels_finds_the_matching_channel():
+    from segbook.experiments_fcn import top_channels
+
+    target = torch.zeros(8, 8)
+    target[:4, :4] = 1
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(5, 4, 4, generator=g) * 0.1
+    feats[3] = torch.nn.functional.adaptive_avg_pool2d(target[None, None], (4, 4))[0, 0]   # exact match
+    feats[1] = -feats[3] + 0.01 * feats[1]                                                 # anti-correlated
+    feats[4] = 1.0                                                                         # constant
+    idx = top_channels(feats, target, 2)
+    assert idx[0] == 3 and idx[1] == 1
+    assert top_channels(feats, target, 5)[-1] == 4
+    with pytest.raises(ValueError):
+        top_channels(feats[0], target)
