@@ -23,12 +23,22 @@ from segbook.runtime import pick_device, seed_everything
 from segbook.viz import results_table
 
 
+class SmallSegmenter(nn.Module):
+    """A stride-2 dilated conv net whose logits are resized to the input (``size=x.shape[-2:]``)."""
+
+    def __init__(self, num_classes: int = 6, width: int = 32) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNAct(3, width, 3), ConvBNAct(width, width, 3, stride=2), ConvBNAct(width, 2 * width, 3, dilation=2),
+            ConvBNAct(2 * width, 2 * width, 3, dilation=4), nn.Conv2d(2 * width, num_classes, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 def small_segmenter(num_classes: int = 6, width: int = 32) -> nn.Module:
-    return nn.Sequential(
-        ConvBNAct(3, width, 3), ConvBNAct(width, width, 3, stride=2), ConvBNAct(width, 2 * width, 3, dilation=2),
-        ConvBNAct(2 * width, 2 * width, 3, dilation=4), nn.Conv2d(2 * width, num_classes, 1),
-        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-    )
+    return SmallSegmenter(num_classes, width)
 
 
 def time_steps(model, batches, device, channels_last: bool, amp: bool, warmup: int, repeats: int) -> float:
