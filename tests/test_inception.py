@@ -86,3 +86,14 @@ def test_googlenet_bad_input():
         m(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match="width"):
         googlenet_small(width=0)
+
+
+def test_inception_aux_head_shapes_and_parameters():
+    from segbook.models.inception import InceptionAux
+
+    head = InceptionAux(64, 10, conv_ch=8, fc_ch=32, dropout=0.5)
+    for hw in ((14, 14), (5, 7), (2, 2)):   # adaptive pooling to 4x4 accepts any map size
+        assert head(torch.randn(3, 64, *hw)).shape == (3, 10)
+    # 1x1 conv (no bias, BN) + FC(8*16 -> 32) + FC(32 -> 10)
+    expected = 64 * 8 + 2 * 8 + (8 * 16 * 32 + 32) + (32 * 10 + 10)
+    assert count_params(head) == expected

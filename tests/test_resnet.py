@@ -15,6 +15,7 @@ from segbook.models.resnet import (
     plain20,
     resnet20,
     resnet56,
+    se_resnet20,
     valid_depths,
 )
 
@@ -175,3 +176,27 @@ def test_residual_ratios():
     assert residual_ratios(m, x) == pytest.approx([0.0] * 6)
     with pytest.raises(ValueError, match="shortcuts"):
         residual_ratios(cifar_resnet(8, width=4, shortcuts=False), x)
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 44, 56, 110])
+def test_every_named_builder_pairs_a_resnet_with_its_plain_twin(depth):
+    import segbook.models.resnet as resnet_module
+
+    res = getattr(resnet_module, f"resnet{depth}")(width=4)
+    plain = getattr(resnet_module, f"plain{depth}")(width=4)
+    blocks = [m for m in res.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 3 * (depth - 2) // 6
+    assert all(b.shortcut for b in blocks)
+    assert all(not b.shortcut for b in plain.modules() if isinstance(b, BasicBlock))
+    assert list(res.state_dict()) == list(plain.state_dict())
+    assert res(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_se_resnet20_has_one_se_module_per_block():
+    from segbook.nn import SqueezeExcite
+
+    net = se_resnet20(width=16, se_reduction=4)
+    se = [m for m in net.modules() if isinstance(m, SqueezeExcite)]
+    assert len(se) == 9
+    assert count_params(net) > count_params(resnet20(width=16))
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
