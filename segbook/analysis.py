@@ -39,6 +39,12 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     return total
 
 
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where a probe input for ``model`` should live: its first parameter's device and dtype."""
+    param = next(model.parameters(), None)
+    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+
+
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4 or any(s < 1 for s in shape):
@@ -53,11 +59,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224))
     training/eval mode is restored afterwards. Runs on the model's device.
     """
     shape = _check_shape(input_shape)
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
+    device, dtype = _device_dtype(model)
     was_training = model.training
     model.eval()
     try:
@@ -175,11 +177,7 @@ def empirical_receptive_field(features: nn.Module, input_shape: Sequence[int] = 
     non-zero input gradients. It matches :func:`receptive_field` when the input is large enough.
     """
     shape = _check_shape(input_shape)
-    try:
-        param = next(features.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
+    device, dtype = _device_dtype(features)
     was_training = features.training
     features.eval()
     try:

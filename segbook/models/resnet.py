@@ -101,7 +101,19 @@ class PadShortcut(nn.Module):
         return f"{self.in_ch}, {self.out_ch}, stride={self.stride}"
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """Shared forward of the residual blocks: ``ReLU(F(x) + shortcut(x))``, or ``ReLU(F(x))`` for the
+    plain twin. Subclasses define ``residual`` (the branch ``F``), ``downsample``, ``shortcut``, ``relu``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x)
+        if self.shortcut:
+            identity = x if self.downsample is None else self.downsample(x)
+            out = out + identity
+        return self.relu(out)
+
+
+class BasicBlock(_ResidualBlock):
     """Two 3x3 conv-BN layers with a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
     Shapes: ``(N, inplanes, H, W) -> (N, planes, H / stride, W / stride)``.
@@ -137,15 +149,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.se(out) if self.se is not None else out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual(x)
-        if self.shortcut:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
-        return self.relu(out)
 
-
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     """1x1 reduce -> 3x3 -> 1x1 expand (x ``expansion`` = 4), with a shortcut (torchvision style).
 
     The stride sits on the 3x3 convolution ("ResNet v1.5"), as in torchvision.
@@ -179,13 +184,6 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return self.se(out) if self.se is not None else out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual(x)
-        if self.shortcut:
-            identity = x if self.downsample is None else self.downsample(x)
-            out = out + identity
-        return self.relu(out)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
