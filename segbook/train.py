@@ -112,6 +112,17 @@ def _check_logits(logits: torch.Tensor, target: torch.Tensor, task: str, num_cla
         raise TypeError(f"targets must be integer class indices (int64), got {target.dtype}")
 
 
+def _check_labels(target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Labels must lie in ``[0, num_classes)`` or equal ``ignore_index`` (one reduction per batch)."""
+    valid = (target == ignore_index) | ((target >= 0) & (target < num_classes))
+    if not bool(valid.all()):
+        bad = target[~valid].unique()[:5].tolist()
+        raise ValueError(
+            f"labels {bad} are outside [0, {num_classes}) and are not the ignore index {ignore_index}; "
+            "check the dataset's num_classes, or map unlabelled pixels to the ignore index"
+        )
+
+
 def _loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
     if logits.dim() == 4 and logits.shape[-2:] != target.shape[-2:]:  # auxiliary maps may be coarser
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
@@ -240,6 +251,8 @@ def fit(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                     main, aux = _split_output(model(images))
                     _check_logits(main, targets, task, num_classes)
+                    # before the loss: on CUDA a bad label is a device-side assert that breaks the session
+                    _check_labels(targets, main.shape[1], ignore_index)
                     loss = _loss(main, targets, ignore_index)
                     for a in aux:
                         loss = loss + aux_weight * _loss(a, targets, ignore_index)
@@ -336,6 +349,7 @@ def evaluate(
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 logits, _ = _split_output(model(images))
             _check_logits(logits, targets, task, num_classes)
+            _check_labels(targets, logits.shape[1], ignore_index)
             valid = targets != ignore_index
             n_valid = int(valid.sum())
             if n_valid:

@@ -526,3 +526,19 @@ def test_fit_rejects_a_loader_that_yields_nothing():
 
     with pytest.raises(ValueError, match="yielded no batches"):
         fit(nn.Linear(2, 2), _LyingLoader(), task="classification", epochs=1, progress=False, log=False)
+
+
+@pytest.mark.parametrize("bad", [7, -1])
+def test_labels_out_of_range_get_a_clear_error_in_fit_and_evaluate(bad):
+    import torch.nn as nn
+
+    model = nn.Conv2d(3, 6, 1)
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, 0, 0] = bad
+    loader = [(torch.rand(2, 3, 8, 8), masks)]
+    with pytest.raises(ValueError, match=rf"labels \[{bad}\] are outside \[0, 6\)"):
+        fit(model, loader, task="segmentation", num_classes=6, epochs=1, progress=False, log=False)
+    with pytest.raises(ValueError, match="ignore index 255"):
+        evaluate(model, loader, task="segmentation", num_classes=6)
+    masks[0, 0, 0] = 255  # the ignore index is allowed
+    evaluate(model, loader, task="segmentation", num_classes=6)
