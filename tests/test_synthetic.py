@@ -415,3 +415,25 @@ def test_make_loader_bad_batch_size(bad):
 def test_make_loader_empty_dataset():
     with pytest.raises(ValueError, match="dataset is empty"):
         make_loader(TensorDataset(torch.empty(0)), batch_size=2)
+
+
+def test_classification_objects_are_brighter_than_their_background(monkeypatch):
+    """The design property that makes ShapesClassification learnable: fixed polarity."""
+    import segbook.data.synthetic as synthetic
+
+    masks = []
+    real_shape_mask = synthetic._shape_mask
+
+    def recording(kind, *args, **kwargs):
+        m = real_shape_mask(kind, *args, **kwargs)
+        masks.append((kind, m))
+        return m
+
+    monkeypatch.setattr(synthetic, "_shape_mask", recording)
+    for i in range(40):
+        masks.clear()
+        img, label = synthetic.render_shape_image(3, i, 32)
+        kind, obj = masks[-1]                      # the last shape drawn is the labelled object
+        assert kind == CLASSIFICATION_CLASSES[label]
+        luminance = img.mean(axis=0)
+        assert luminance[obj].mean() > luminance[~obj].mean() + 0.1, f"image {i}: object not brighter"
