@@ -17,6 +17,13 @@ Profiles
     The default with CUDA: larger images and longer training (AMP and channels_last on).
 
 The environment variable ``SEGBOOK_PROFILE=quick|full`` overrides the choice.
+
+Seeds
+-----
+A chapter derives every seed it uses from ``rt.seed`` (``rt.seed``, ``rt.seed + 1``, ...), never
+from a literal. ``$SEGBOOK_SEED_OFFSET=N`` (set by ``tools/execute_chapters.py --seed N``) shifts
+``rt.seed`` by ``N``, so the whole chapter re-runs on other data, initial weights and batch order;
+every trained claim must hold for offsets 0, 1 and 2.
 """
 from __future__ import annotations
 
@@ -32,6 +39,8 @@ import torch
 __all__ = [
     "PROFILES",
     "PROFILE_ENV",
+    "SEED_OFFSET_ENV",
+    "seed_offset",
     "Profile",
     "Runtime",
     "seed_everything",
@@ -43,6 +52,7 @@ __all__ = [
 
 PROFILES = ("quick", "full")
 PROFILE_ENV = "SEGBOOK_PROFILE"
+SEED_OFFSET_ENV = "SEGBOOK_SEED_OFFSET"
 
 T = TypeVar("T")
 
@@ -163,6 +173,23 @@ def get_profile(name: Optional[str] = None, *, device: Optional[Union[str, torch
     return Profile(key)
 
 
+def seed_offset() -> int:
+    """The shift ``$SEGBOOK_SEED_OFFSET`` adds to every chapter's seed (0 when unset).
+
+    Raises ``ValueError`` for anything but a non-negative integer.
+    """
+    raw = os.environ.get(SEED_OFFSET_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"${SEED_OFFSET_ENV} must be a non-negative integer, got {raw!r}; unset it for the committed runs")
+    return value
+
+
 def in_colab() -> bool:
     """True when running inside Google Colab."""
     return "google.colab" in sys.modules
@@ -170,7 +197,11 @@ def in_colab() -> bool:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What :func:`setup` chose; ``print(rt)`` gives a one-line summary for the chapter log."""
+    """What :func:`setup` chose; ``print(rt)`` gives a one-line summary for the chapter log.
+
+    ``seed`` is the effective seed: the ``seed`` passed to :func:`setup` plus
+    ``$SEGBOOK_SEED_OFFSET``. Chapters derive all their seeds from it.
+    """
 
     seed: int
     device: torch.device
@@ -183,7 +214,7 @@ class Runtime:
 
     def __str__(self) -> str:
         return (
-            f"segbook profile={self.profile.name} device={self.device} "
+            f"segbook profile={self.profile.name} device={self.device} seed={self.seed} "
             f"torch={torch.__version__} threads={torch.get_num_threads()} "
             f"colab={in_colab()}"
         )
@@ -193,10 +224,13 @@ def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str]
     """Seed everything, pick the device and the profile; the first call of every chapter.
 
     Args:
-        seed: global seed (see :func:`seed_everything`).
+        seed: global seed (see :func:`seed_everything`); ``$SEGBOOK_SEED_OFFSET`` is added to it.
         profile: ``"quick"`` or ``"full"``; default from ``$SEGBOOK_PROFILE`` or the device.
         device: force a device; default :func:`pick_device`.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = int(seed) + seed_offset()
     seed_everything(seed)
     dev = pick_device(device)
     prof = get_profile(profile, device=dev)

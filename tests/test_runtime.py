@@ -325,12 +325,33 @@ def test_runtime_amp_only_on_cuda():
 def test_runtime_str(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     rt = Runtime(seed=0, device=torch.device("cpu"), profile=Profile("quick"))
-    expected = (f"segbook profile=quick device=cpu torch={torch.__version__} "
+    expected = (f"segbook profile=quick device=cpu seed=0 torch={torch.__version__} "
                 f"threads={torch.get_num_threads()} colab=False")
     assert str(rt) == expected
     assert "\n" not in str(rt)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     rt2 = Runtime(seed=0, device=torch.device("cuda", 0), profile=Profile("full"))
     s = str(rt2)
-    assert s.startswith("segbook profile=full device=cuda:0 torch=")
+    assert s.startswith("segbook profile=full device=cuda:0 seed=0 torch=")
     assert s.endswith("colab=True")
+
+
+# ---------------------------------------------------------------------------------------------
+# seed offset ($SEGBOOK_SEED_OFFSET, set by tools/execute_chapters.py --seed N)
+# ---------------------------------------------------------------------------------------------
+def test_setup_adds_seed_offset(monkeypatch, no_accelerator):
+    monkeypatch.delenv(runtime.SEED_OFFSET_ENV, raising=False)
+    assert setup(seed=3).seed == 3
+    monkeypatch.setenv(runtime.SEED_OFFSET_ENV, "2")
+    rt = setup(seed=3)
+    assert rt.seed == 5 and "seed=5" in str(rt)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(torch.rand(3), a)
+
+
+@pytest.mark.parametrize("raw", ["-1", "x", "1.5"])
+def test_seed_offset_rejects_bad_values(monkeypatch, raw):
+    monkeypatch.setenv(runtime.SEED_OFFSET_ENV, raw)
+    with pytest.raises(ValueError, match="SEGBOOK_SEED_OFFSET"):
+        runtime.seed_offset()

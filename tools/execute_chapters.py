@@ -1,13 +1,21 @@
-"""Re-execute chapter notebooks in place so their committed outputs are fresh.
+"""Re-execute chapter notebooks (in place, or as a seed check that writes nothing).
 
 Usage::
 
-    python tools/execute_chapters.py                 # every chapters/*.ipynb
-    python tools/execute_chapters.py chapters/02_fcn.ipynb
+    python tools/execute_chapters.py                          # every chapters/*.ipynb, in place
+    python tools/execute_chapters.py chapters/02_fcn.ipynb    # one chapter
+    python tools/execute_chapters.py --seed 1 --no-write      # seed check: every seed shifted by 1
 
-Runs each notebook top to bottom in a fresh kernel (working directory: the notebook's folder),
-with the quick profile unless SEGBOOK_PROFILE says otherwise, and writes it back with execution
-counts 1..n. Stops with a non-zero exit code at the first failing cell.
+Each notebook runs top to bottom in a fresh kernel (working directory: the notebook's folder).
+The quick profile is forced (``SEGBOOK_PROFILE=quick``) unless ``--profile`` says otherwise, so a
+refresh on a CUDA machine still commits quick-profile outputs. ``--seed N`` sets
+``SEGBOOK_SEED_OFFSET=N``, which :func:`segbook.runtime.setup` adds to the chapter's seed; every
+seed a chapter uses derives from ``rt.seed``, so the whole chapter re-runs on other data, weights
+and batch order, and its claim cells check that its findings still hold.
+
+In place, the notebook is written back with execution counts 1..n. Exit status: 0 when every
+notebook ran without a failing cell (claims included), 1 otherwise; with several notebooks all are
+run and the failures listed at the end.
 """
 from __future__ import annotations
 
@@ -19,39 +27,84 @@ import time
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def execute(path: pathlib.Path, timeout: int = 1800) -> float:
-    nb = nbformat.read(path, as_version=4)
+def _clear(nb) -> None:
     # Start from a clean slate so no stale output survives a cell that now prints nothing.
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
             cell.metadata.pop("execution", None)
+
+
+def _glued(nb) -> dict:
+    """Glued names and their text values, for the seed-check report."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            scrap = o.get("metadata", {}).get("scrapbook")
+            if scrap:
+                data = o.get("data", {})
+                text = next((v for k, v in data.items() if k.endswith("text/plain")), "")
+                out[scrap["name"]] = "".join(text) if isinstance(text, list) else str(text)
+    return out
+
+
+def execute(path: pathlib.Path, *, timeout: int = 1800, write: bool = True) -> tuple[float, dict]:
+    """Run one notebook; return (seconds, glued values). Raises ``CellExecutionError`` on a failing cell."""
+    nb = nbformat.read(path, as_version=4)
+    _clear(nb)
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
-    nbformat.write(nb, path)
-    return time.perf_counter() - start
+    if write:
+        nbformat.write(nb, path)
+    return time.perf_counter() - start, _glued(nb)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=pathlib.Path)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--seed", type=int, default=0, help="shift every seed the chapters use by N (SEGBOOK_SEED_OFFSET)")
+    parser.add_argument("--no-write", action="store_true", help="do not write the notebooks back (seed checks)")
+    parser.add_argument("--profile", choices=("quick", "full"), default="quick",
+                        help="the profile to run (default quick, whatever the device)")
+    parser.add_argument("--show-glue", action="store_true", help="print every glued value after each notebook")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "chapters").glob("*.ipynb"))
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    if args.seed != 0 and not args.no_write:
+        parser.error("--seed N (N > 0) only makes sense with --no-write: committed outputs use seed offset 0")
+    paths = args.notebooks or sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    os.environ["SEGBOOK_PROFILE"] = args.profile
+    os.environ["SEGBOOK_SEED_OFFSET"] = str(args.seed)
+    failed = []
     for path in paths:
-        print(f"executing {path} ...", flush=True)
-        seconds = execute(path.resolve(), timeout=args.timeout)
+        print(f"executing {path} (profile={args.profile}, seed offset={args.seed}"
+              f"{', not written' if args.no_write else ''}) ...", flush=True)
+        try:
+            seconds, glued = execute(path.resolve(), timeout=args.timeout, write=not args.no_write)
+        except CellExecutionError as err:
+            lines = [ln for ln in str(err).splitlines() if ln.strip()]
+            print(f"  FAILED: {lines[-1] if lines else err}", flush=True)
+            failed.append(str(path))
+            continue
         print(f"  done in {seconds:.1f} s", flush=True)
+        if args.show_glue:
+            for name, value in glued.items():
+                print(f"    {name} = {value}")
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
