@@ -21,6 +21,8 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+
+from .constants import IGNORE_INDEX
 import torch.nn.functional as F
 
 __all__ = [
@@ -51,13 +53,18 @@ def _as_labels(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.long()
 
 
-def _check_pair(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: Optional[int]):
+def _check_pair(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: Optional[int],
+                *, check_range: bool = True):
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     pred, target = _as_labels(pred, "pred"), _as_labels(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if pred.device != target.device:
+        raise ValueError(f"pred is on {pred.device} but target is on {target.device}; move both to one device")
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    if not check_range:  # the caller has validated the labels already (a host sync per batch saved)
+        return pred, target, valid
     for name, x in (("target", target[valid]), ("pred", pred[valid])):
         if x.numel() and (x.min() < 0 or x.max() >= num_classes):
             bad = x[(x < 0) | (x >= num_classes)][0].item()
@@ -74,9 +81,14 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         num_classes: number of classes C; labels must lie in ``[0, C)``.
         ignore_index: target value whose pixels are skipped (e.g. 255 for VOC borders).
     """
-    pred, target, valid = _check_pair(pred, target, num_classes, ignore_index)
-    idx = target[valid] * num_classes + pred[valid]
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).cpu()
+    return _confusion(*_check_pair(pred, target, num_classes, ignore_index), num_classes).cpu()
+
+
+def _confusion(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, num_classes: int) -> torch.Tensor:
+    # Ignored pixels go to an extra bin that is dropped: no boolean indexing, so no host sync on CUDA.
+    idx = torch.where(valid, target * num_classes + pred, num_classes * num_classes)
+    counts = torch.bincount(idx.flatten(), minlength=num_classes * num_classes + 1)
+    return counts[: num_classes * num_classes].reshape(num_classes, num_classes)
 
 
 def _check_cm(cm: torch.Tensor) -> torch.Tensor:
@@ -145,14 +157,18 @@ def boundary_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, 
     """
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
-    pred, target, valid = _check_pair(pred, target, num_classes, ignore_index)
+    return _boundary(*_check_pair(pred, target, num_classes, ignore_index), num_classes, tolerance).cpu()
+
+
+def _boundary(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, num_classes: int,
+              tolerance: int) -> torch.Tensor:
     # Ignored pixels take the predicted label, so they create no true boundary of their own.
     target = torch.where(valid, target, pred)
     pb = class_boundaries(pred, num_classes) & valid.unsqueeze(1)
     tb = class_boundaries(target, num_classes) & valid.unsqueeze(1)
     p_hit = (pb & _dilate(tb, tolerance)).sum((0, 2, 3))
     t_hit = (tb & _dilate(pb, tolerance)).sum((0, 2, 3))
-    return torch.stack([p_hit, pb.sum((0, 2, 3)), t_hit, tb.sum((0, 2, 3))], dim=1).long().cpu()
+    return torch.stack([p_hit, pb.sum((0, 2, 3)), t_hit, tb.sum((0, 2, 3))], dim=1).long()
 
 
 def boundary_f1_from_counts(counts: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -187,7 +203,7 @@ class SegmentationMetrics:
         m.compute()   # {"miou", "pixel_acc", "boundary_f1", "iou_per_class", "boundary_f1_per_class"}
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: Optional[int] = None, boundary_tolerance: int = 2) -> None:
+    def __init__(self, num_classes: int, *, ignore_index: Optional[int] = IGNORE_INDEX, boundary_tolerance: int = 2) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if isinstance(boundary_tolerance, bool) or not isinstance(boundary_tolerance, int) or boundary_tolerance < 0:
@@ -202,8 +218,12 @@ class SegmentationMetrics:
         self.cm = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         self.bcounts = torch.zeros(self.num_classes, 4, dtype=torch.long)
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: ``pred`` logits ``[N, C, H, W]`` or labels ``[N, H, W]``; ``target`` ``[N, H, W]``."""
+    def update(self, pred: torch.Tensor, target: torch.Tensor, *, check_labels: bool = True) -> None:
+        """Add a batch: ``pred`` logits ``[N, C, H, W]`` or labels ``[N, H, W]``; ``target`` ``[N, H, W]``.
+
+        The counts stay on the batch's device (no host sync per batch on CUDA); ``check_labels=False``
+        skips the label-range check for callers that validated the targets already (``evaluate``).
+        """
         if pred.is_floating_point():
             if pred.dim() != 4 or pred.shape[1] != self.num_classes:
                 raise ValueError(
@@ -211,16 +231,19 @@ class SegmentationMetrics:
                 )
             pred = pred.argmax(1)
         pred, target = pred.detach(), target.detach()
-        self.cm += confusion_matrix(pred, target, self.num_classes, ignore_index=self.ignore_index)
-        self.bcounts += boundary_counts(pred, target, self.num_classes, tolerance=self.tolerance,
-                                        ignore_index=self.ignore_index)
+        pred, target, valid = _check_pair(pred, target, self.num_classes, self.ignore_index, check_range=check_labels)
+        if self.cm.device != pred.device:
+            self.cm, self.bcounts = self.cm.to(pred.device), self.bcounts.to(pred.device)
+        self.cm += _confusion(pred, target, valid, self.num_classes)
+        self.bcounts += _boundary(pred, target, valid, self.num_classes, self.tolerance)
 
     def compute(self) -> dict:
-        bf1, bf1_per_class = boundary_f1_from_counts(self.bcounts)
+        cm, bcounts = self.cm.cpu(), self.bcounts.cpu()
+        bf1, bf1_per_class = boundary_f1_from_counts(bcounts)
         return {
-            "miou": mean_iou(self.cm),
-            "pixel_acc": pixel_accuracy(self.cm),
+            "miou": mean_iou(cm),
+            "pixel_acc": pixel_accuracy(cm),
             "boundary_f1": bf1,
-            "iou_per_class": iou_per_class(self.cm).tolist(),
+            "iou_per_class": iou_per_class(cm).tolist(),
             "boundary_f1_per_class": bf1_per_class.tolist(),
         }

@@ -3,8 +3,20 @@
 ``fit`` trains a classifier (logits ``[N, K]``) or a segmenter (logits ``[N, K, H, W]`` at the
 input size) with cross-entropy, shows a tqdm progress bar, and records a :class:`History` for
 plots. On CUDA it uses automatic mixed precision and channels_last; evaluation runs under
-``torch.inference_mode``. With the same seed, data order and machine, two runs give the same
-numbers.
+``torch.inference_mode``. One helper, :func:`resolve_execution`, decides device, precision and
+memory format for ``fit``, ``evaluate`` and ``predict`` alike.
+
+Precision: bf16 autocast on GPUs with compute capability >= 8.0 (A100, H100, RTX 30xx and later),
+fp16 autocast with a ``GradScaler`` on older ones (a T4 is 7.5: its bf16 is emulated, and bf16
+convolutions there skip cuDNN and run several times slower), float32 on the CPU.
+
+Reproducibility: with the same seed, data order and CPU, two runs give the same numbers. On CUDA
+they do not quite: the backward passes of bilinear upsampling, adaptive/max pooling and
+deformable convolution use atomic adds whose order varies, so the last digits of a loss differ
+from run to run. The book's claims are checked with margins wide enough for that.
+
+Host syncs: labels are validated on the CPU before the batch moves to the device, losses and
+counts accumulate on the device, and the host reads them once per epoch.
 
 Auxiliary heads (GoogLeNet): a model may return a tuple ``(main, aux1, aux2, ...)`` in training
 mode; the loss is ``CE(main) + aux_weight * sum_i CE(aux_i)`` (``aux_weight=0.3`` as in Szegedy et
@@ -14,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
@@ -22,8 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .metrics import SegmentationMetrics
+from .constants import IGNORE_INDEX
 
-__all__ = ["History", "fit", "evaluate", "predict", "TASKS"]
+__all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "fit", "evaluate", "predict", "TASKS"]
 
 TASKS = ("classification", "segmentation")
 
@@ -72,6 +86,75 @@ class History:
         if key in ("train_loss", "train_accuracy", "step_loss", "seconds"):
             return list(getattr(self, key))
         raise KeyError(f"unknown series {key!r}; use train_loss, train_accuracy, step_loss, seconds or val.<metric>")
+
+
+def amp_dtype_for(device: Union[str, torch.device]) -> torch.dtype:
+    """The autocast dtype for ``device``: bf16 on CUDA capability >= 8.0, fp16 on older CUDA, bf16 on CPU.
+
+    ``torch.cuda.is_bf16_supported()`` is not used: it counts emulated bf16 and says yes on a T4.
+    (On the CPU autocast only supports bf16; the book does not autocast there by default.)
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
+    return torch.bfloat16
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a model runs: device, autocast on/off and dtype, memory format, loss-scaling."""
+
+    device: torch.device
+    amp: bool
+    amp_dtype: torch.dtype
+    channels_last: bool
+
+    @property
+    def grad_scaler(self) -> bool:
+        """fp16 autocast on CUDA needs loss scaling; bf16 does not."""
+        return self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16
+
+    @property
+    def accumulator_dtype(self) -> torch.dtype:
+        """float64 for on-device sums, except on Apple MPS, which has no float64."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """Move a batch of images to the device, in channels_last when that is on."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device (and channels_last); returns it."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+
+def resolve_execution(model: Optional[nn.Module] = None, *, device: Optional[Union[str, torch.device]] = None,
+                      amp: Optional[bool] = None, channels_last: Optional[bool] = None) -> Execution:
+    """Decide where and how to run: the given device (default: the model's), AMP and channels_last
+    on for CUDA only unless set, and the autocast dtype from :func:`amp_dtype_for`."""
+    if device is None:
+        if model is None:
+            raise ValueError("resolve_execution needs a model or a device")
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    amp = (device.type == "cuda") if amp is None else bool(amp)
+    channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
+    return Execution(device, amp, amp_dtype_for(device), channels_last)
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _split_output(out) -> tuple[torch.Tensor, list]:
@@ -129,6 +212,10 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torc
     return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
 
 
+def _batch_size(images) -> int:
+    return int(images.shape[0]) if isinstance(images, torch.Tensor) and images.dim() > 0 else 0
+
+
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return None
@@ -138,13 +225,6 @@ def _progress(total: int, desc: str, enabled: bool):
     except ImportError:
         from tqdm.std import tqdm
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
-
-
-def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def fit(
@@ -161,7 +241,7 @@ def fit(
     momentum: float = 0.9,
     schedule: Optional[str] = "cosine",
     aux_weight: float = 0.3,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     device: Optional[Union[str, torch.device]] = None,
     amp: Optional[bool] = None,
     channels_last: Optional[bool] = None,
@@ -188,9 +268,12 @@ def fit(
         aux_weight: weight of each auxiliary loss.
         ignore_index: target value excluded from the loss and the metrics.
         device: default: the model's current device.
-        amp: mixed precision (default: on for CUDA only).
+        amp: mixed precision (default: on for CUDA only; dtype from :func:`amp_dtype_for`).
         channels_last: NHWC memory format (default: on for CUDA only).
         clip_grad: clip the global gradient norm to this value.
+
+    A training batch of a single image is skipped with a warning when the model has batch norm
+    (it cannot normalise one value per channel at the coarsest maps); use ``drop_last=True``.
         seed: reseeds torch before training, so dropout and augmentation draws repeat.
         progress: show a tqdm bar; log: print one line per epoch.
         desc: a label for the bar and the log lines.
@@ -207,16 +290,12 @@ def fit(
     if task == "segmentation" and num_classes is None and val_loader is not None:
         raise ValueError("segmentation metrics need num_classes=...")
 
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
-    amp = (device.type == "cuda") if amp is None else amp
-    channels_last = (device.type == "cuda") if channels_last is None else channels_last
+    ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
+    device = ex.device
     if seed is not None:
         torch.manual_seed(seed)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    ex.prepare(model)
+    has_bn = _has_batchnorm(model)
 
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adamw":
@@ -232,8 +311,7 @@ def fit(
         sched = None
     else:
         raise ValueError(f"schedule must be 'cosine' or None, got {schedule!r}")
-    amp_dtype = torch.bfloat16 if (device.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda" and amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler)
 
     history = History(task=task)
     bar = _progress(total_steps, desc or type(model).__name__, progress)
@@ -241,18 +319,31 @@ def fit(
         for epoch in range(epochs):
             start = time.perf_counter()
             model.train()
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            correct = torch.zeros((), device=device, dtype=torch.float64)
-            counted = torch.zeros((), device=device, dtype=torch.float64)
+            acc_dtype = ex.accumulator_dtype
+            loss_sum = torch.zeros((), device=device, dtype=acc_dtype)
+            correct = torch.zeros((), device=device, dtype=acc_dtype)
+            counted = torch.zeros((), device=device, dtype=acc_dtype)
             n_batches = 0
             for images, targets in train_loader:
-                images = _to_device(images, device, channels_last)
+                if has_bn and _batch_size(images) == 1 and steps_per_epoch > 1:
+                    warnings.warn("fit skipped a training batch of one image: batch norm cannot normalise a "
+                                  "single value per channel; use DataLoader(drop_last=True) or a batch size "
+                                  "that divides the dataset", RuntimeWarning, stacklevel=2)
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                if num_classes is not None and targets.device.type == "cpu":
+                    # Checked on the CPU before the transfer: on CUDA a bad label is a device-side
+                    # assert that breaks the session, and checking there would sync every step.
+                    _check_labels(targets, num_classes, ignore_index)
+                cpu_targets = targets
+                images = ex.images(images)
                 targets = targets.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                with ex.autocast():
                     main, aux = _split_output(model(images))
                     _check_logits(main, targets, task, num_classes)
-                    # before the loss: on CUDA a bad label is a device-side assert that breaks the session
-                    _check_labels(targets, main.shape[1], ignore_index)
+                    if num_classes is None or cpu_targets.device.type != "cpu":
+                        _check_labels(cpu_targets, main.shape[1], ignore_index)
                     loss = _loss(main, targets, ignore_index)
                     for a in aux:
                         loss = loss + aux_weight * _loss(a, targets, ignore_index)
@@ -276,7 +367,8 @@ def fit(
                 if bar is not None:
                     bar.update(1)
             if n_batches == 0:
-                raise ValueError(f"train_loader yielded no batches in epoch {epoch + 1} although len() is {steps_per_epoch}")
+                raise ValueError(f"train_loader yielded no usable batches in epoch {epoch + 1} (len() is {steps_per_epoch}; "
+                                 "batches of one image are skipped for models with batch norm)")
             # One host sync per epoch, not per step.
             history.step_loss[-n_batches:] = [float(x) for x in history.step_loss[-n_batches:]]
             if not math.isfinite(float(loss_sum)):
@@ -287,8 +379,8 @@ def fit(
             history.train_accuracy.append(float(correct) / max(float(counted), 1.0))
             if val_loader is not None:
                 history.val.append(evaluate(model, val_loader, task=task, num_classes=num_classes,
-                                            ignore_index=ignore_index, device=device, amp=amp,
-                                            channels_last=channels_last))
+                                            ignore_index=ignore_index, device=device, amp=ex.amp,
+                                            channels_last=ex.channels_last))
             history.seconds.append(time.perf_counter() - start)
             if log:
                 print(_epoch_line(desc, epoch, epochs, history), flush=True)
@@ -316,7 +408,7 @@ def evaluate(
     *,
     task: str,
     num_classes: Optional[int] = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     device: Optional[Union[str, torch.device]] = None,
     amp: Optional[bool] = None,
     channels_last: Optional[bool] = None,
@@ -331,37 +423,41 @@ def evaluate(
     _check_task(task)
     if task == "segmentation" and num_classes is None:
         raise ValueError("segmentation metrics need num_classes=...")
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
-    amp = (device.type == "cuda") if amp is None else amp
-    channels_last = (device.type == "cuda") if channels_last is None else channels_last
-    amp_dtype = torch.bfloat16 if (device.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float16
+    ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
     was_training = model.training
     model.eval()
-    loss_sum, count, correct = 0.0, 0, 0
+    acc = ex.accumulator_dtype
+    loss_sum = torch.zeros((), device=ex.device, dtype=acc)
+    count = torch.zeros((), device=ex.device, dtype=acc)
+    correct = torch.zeros((), device=ex.device, dtype=acc)
     seg = SegmentationMetrics(num_classes, ignore_index=ignore_index, boundary_tolerance=boundary_tolerance) \
         if task == "segmentation" else None
     try:
         for images, targets in loader:
-            images = _to_device(images, device, channels_last)
-            targets = targets.to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            if num_classes is not None and targets.device.type == "cpu":
+                _check_labels(targets, num_classes, ignore_index)
+            cpu_targets = targets
+            images = ex.images(images)
+            targets = targets.to(ex.device, non_blocking=True)
+            with ex.autocast():
                 logits, _ = _split_output(model(images))
             _check_logits(logits, targets, task, num_classes)
-            _check_labels(targets, logits.shape[1], ignore_index)
+            if num_classes is None or cpu_targets.device.type != "cpu":
+                _check_labels(cpu_targets, logits.shape[1], ignore_index)
             valid = targets != ignore_index
-            n_valid = int(valid.sum())
-            if n_valid:
-                loss_sum += float(F.cross_entropy(logits.float(), targets, ignore_index=ignore_index, reduction="sum"))
-            count += n_valid
+            # sum over valid pixels; ignored ones contribute 0 (no host sync per batch)
+            loss_sum += F.cross_entropy(logits.float(), targets, ignore_index=ignore_index, reduction="sum")
+            count += valid.sum()
             pred = logits.argmax(1)
             if seg is None:
-                correct += int(((pred == targets) & valid).sum())
+                correct += ((pred == targets) & valid).sum()
             else:
-                seg.update(pred, targets)
+                seg.update(pred, targets, check_labels=False)
     finally:
         model.train(was_training)
+    count = float(count)
+    loss_sum = float(loss_sum)
+    correct = float(correct)
     if count == 0:
         raise ValueError("the evaluation loader yielded no (non-ignored) targets")
     out = {"loss": loss_sum / count}
@@ -374,20 +470,23 @@ def evaluate(
 
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, *, device: Optional[Union[str, torch.device]] = None,
-            batch_size: int = 64) -> torch.Tensor:
-    """Arg-max labels for ``images [N, 3, H, W]``: ``[N]`` or ``[N, H, W]`` int64 on the CPU."""
+            batch_size: int = 64, amp: Optional[bool] = None, channels_last: Optional[bool] = None) -> torch.Tensor:
+    """Arg-max labels for ``images [N, 3, H, W]``: ``[N]`` or ``[N, H, W]`` int64 on the CPU.
+
+    Runs like :func:`evaluate` (same device, autocast and memory format choices, inference mode).
+    """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a float tensor [N, 3, H, W], got {getattr(images, 'shape', type(images))}")
     if not images.is_floating_point():
         raise TypeError(f"images must be float (scaled to [0, 1]), got {images.dtype}")
-    if device is None:
-        device = next(model.parameters()).device
+    ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
     was_training = model.training
     model.eval()
     try:
         outs = []
         for chunk in images.split(batch_size):
-            logits, _ = _split_output(model(chunk.to(device)))
+            with ex.autocast():
+                logits, _ = _split_output(model(ex.images(chunk)))
             outs.append(logits.argmax(1).cpu())
     finally:
         model.train(was_training)

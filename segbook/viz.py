@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch
 
+from .constants import IGNORE_INDEX
+
 __all__ = [
     "PALETTE",
     "IGNORE_COLOR",
@@ -62,7 +64,7 @@ def to_image(image: ArrayLike) -> np.ndarray:
     return np.clip(img, 0.0, 1.0)
 
 
-def colorize(mask: ArrayLike, *, ignore_index: int = 255) -> np.ndarray:
+def colorize(mask: ArrayLike, *, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Class map ``[H, W]`` -> RGB ``[H, W, 3]`` uint8 with :data:`PALETTE`; ``ignore_index`` is white."""
     m = _np(mask)
     if m.ndim != 2:
@@ -79,7 +81,7 @@ def colorize(mask: ArrayLike, *, ignore_index: int = 255) -> np.ndarray:
     return out
 
 
-def overlay(image: ArrayLike, mask: ArrayLike, *, alpha: float = 0.5, ignore_index: int = 255) -> np.ndarray:
+def overlay(image: ArrayLike, mask: ArrayLike, *, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Blend the coloured mask over the image (background pixels keep the image): ``[H, W, 3]`` float."""
     img = to_image(image)
     m = _np(mask)
@@ -105,7 +107,7 @@ def show_segmentation(
     class_names: Optional[Sequence[str]] = None,
     n: int = 4,
     panel_size: float = 1.9,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ):
     """A grid: one row per image, columns image | ground truth | each prediction.
 

@@ -153,10 +153,18 @@ def test_input_errors():
         model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     with pytest.raises(ValueError, match="3 input channels, got 1"):
         model(torch.rand(1, 1, 64, 64))
-    with pytest.raises(ValueError, match=f"too small .* minimum is {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"):
+    with pytest.raises(ValueError, match=f"at least {MIN_INPUT_SIZE}; got height 31 \\(nearest that work: {MIN_INPUT_SIZE}\\)"):
         model(torch.rand(1, 3, 31, 64))
     with pytest.raises(TypeError):
         model([torch.rand(1, 3, 64, 64)])
+
+
+def test_batch_of_one_in_training_gives_a_clear_error():
+    model = fcn8s(num_classes=3, width=4).train()
+    with pytest.raises(ValueError, match="batch of one 32x32 image"):
+        model(torch.rand(1, 3, 32, 32))
+    assert model.eval()(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    assert model.train()(torch.rand(2, 3, 32, 32)).shape == (2, 3, 32, 32)
 
 
 def test_constructor_errors():

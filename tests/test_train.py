@@ -524,7 +524,7 @@ def test_fit_rejects_a_loader_that_yields_nothing():
     import torch.nn as nn
     from segbook.train import fit
 
-    with pytest.raises(ValueError, match="yielded no batches"):
+    with pytest.raises(ValueError, match="yielded no usable batches"):
         fit(nn.Linear(2, 2), _LyingLoader(), task="classification", epochs=1, progress=False, log=False)
 
 
@@ -542,3 +542,73 @@ def test_labels_out_of_range_get_a_clear_error_in_fit_and_evaluate(bad):
         evaluate(model, loader, task="segmentation", num_classes=6)
     masks[0, 0, 0] = 255  # the ignore index is allowed
     evaluate(model, loader, task="segmentation", num_classes=6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision and device choices (the GPU path, tested on the CPU)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("capability,expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                 ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_amp_dtype_follows_compute_capability_not_emulated_bf16(monkeypatch, capability, expected):
+    from segbook.train import amp_dtype_for, resolve_execution
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # a T4 says yes
+    assert amp_dtype_for("cuda") == expected
+    ex = resolve_execution(device="cuda")
+    assert ex.amp and ex.channels_last and ex.amp_dtype == expected
+    assert ex.grad_scaler == (expected == torch.float16)
+
+
+def test_execution_on_cpu_and_mps_defaults():
+    from segbook.train import resolve_execution
+    ex = resolve_execution(torch.nn.Linear(2, 2))
+    assert ex.device.type == "cpu" and not ex.amp and not ex.channels_last and not ex.grad_scaler
+    assert ex.accumulator_dtype == torch.float64
+    assert resolve_execution(device="mps", amp=False).accumulator_dtype == torch.float32  # MPS has no float64
+    with pytest.raises(ValueError, match="model or a device"):
+        resolve_execution()
+
+
+def test_predict_and_evaluate_under_cpu_autocast_return_float_metrics():
+    from segbook.models import fcn8s
+    from segbook.train import evaluate, predict
+    torch.manual_seed(0)
+    model = fcn8s(num_classes=3, width=4)
+    x = torch.rand(2, 3, 32, 32)
+    y = torch.randint(0, 3, (2, 32, 32))
+    labels = predict(model, x, amp=True, channels_last=True)
+    assert labels.shape == (2, 32, 32) and labels.dtype == torch.int64
+    out = evaluate(model, [(x, y)], task="segmentation", num_classes=3, amp=True, channels_last=True)
+    assert isinstance(out["miou"], float) and isinstance(out["loss"], float) and out["loss"] > 0
+
+
+def test_fit_skips_a_last_batch_of_one_for_batchnorm_models():
+    from segbook.models import fcn8s
+    from segbook.train import fit
+    torch.manual_seed(0)
+    model = fcn8s(num_classes=3, width=4)
+    x, y = torch.rand(3, 3, 32, 32), torch.randint(0, 3, (3, 32, 32))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=2)  # 2 + 1
+    with pytest.warns(RuntimeWarning, match="batch of one image"):
+        hist = fit(model, loader, task="segmentation", num_classes=3, epochs=1, progress=False, log=False)
+    assert len(hist.step_loss) == 1
+
+
+def test_fit_checks_labels_on_the_cpu_before_the_model_runs():
+    from segbook.train import fit
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.lin(x.flatten(1)[:, :4])
+
+    spy = Spy()
+    batch = [(torch.rand(2, 1, 2, 2), torch.tensor([0, 7]))]
+    with pytest.raises(ValueError, match=r"labels \[7\]"):
+        fit(spy, batch, task="classification", num_classes=3, epochs=1, progress=False, log=False)
+    assert spy.calls == 0

@@ -41,6 +41,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..constants import IGNORE_INDEX
+
 __all__ = [
     "IGNORE_INDEX",
     "SegmentationAugment",
@@ -49,8 +51,7 @@ __all__ = [
     "check_segmentation_pair",
 ]
 
-IGNORE_INDEX = 255
-"""The label of pixels that carry no class (padding, object borders); losses and metrics skip it."""
+# IGNORE_INDEX (imported above from segbook.constants) is re-exported: one value for the package.
 
 ColorJitterArg = Union[None, float, Sequence[float]]
 

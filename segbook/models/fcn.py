@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from ..nn.conv import ConvBNAct
 from ..nn.upsample import BilinearConvTranspose2d
+from .segmentation import SegmentationModel, check_images
 
 __all__ = [
     "MIN_INPUT_SIZE",
@@ -66,23 +67,6 @@ __all__ = [
 MIN_INPUT_SIZE = 32  # the backbone's total stride: pool5 then has at least one cell of image pixels
 SKIP_ORDER = ("pool4", "pool3")  # from coarse to fine: FCN-16s uses the first, FCN-8s both
 _STAGES = ("pool1", "pool2", "pool3", "pool4", "pool5")
-
-
-def _check_images(x: torch.Tensor, in_channels: int, min_size: int, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} expects images [N, {in_channels}, H, W], got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} expects float images (scaled to [0, 1]), got {x.dtype}; use x.float() / 255")
-    if x.shape[1] != in_channels:
-        raise ValueError(f"{name} expects {in_channels} input channels, got {x.shape[1]} (shape {tuple(x.shape)})")
-    h, w = x.shape[-2:]
-    if h < min_size or w < min_size:
-        raise ValueError(
-            f"{name}: the input {h}x{w} is too small for the backbone; the minimum is "
-            f"{min_size}x{min_size} (its total stride)"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,7 +108,7 @@ class VGGBackbone(nn.Module):
         self.strides = {name: 2 ** (i + 1) for i, name in enumerate(_STAGES)}
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":  # noqa: D102
-        _check_images(x, self.in_channels, self.min_input_size, type(self).__name__)
+        check_images(x, in_channels=self.in_channels, min_size=self.min_input_size, name=type(self).__name__)
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for name, stage in self.stages.items():
             x = stage(x)
@@ -168,7 +152,7 @@ class ScoreLayer(nn.Sequential):
 # ----------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------
-class FCN(nn.Module):
+class FCN(SegmentationModel):
     """FCN with skips from ``pool4`` and/or ``pool3`` fused by summation.
 
     Shapes: ``(N, C_in, H, W) -> (N, num_classes, H, W)`` logits for every ``H, W >= 32``.
@@ -216,8 +200,16 @@ class FCN(nn.Module):
         self.output_stride = backbone.strides[skips[-1]] if skips else backbone.strides["pool5"]
 
     @property
-    def min_input_size(self) -> int:
+    def min_input_size(self) -> int:  # type: ignore[override]
         return self.backbone.min_input_size
+
+    @property
+    def in_channels(self) -> int:  # type: ignore[override]
+        return self.backbone.in_channels
+
+    @property
+    def total_stride(self) -> int:
+        return self.backbone.strides["pool5"]
 
     @property
     def variant(self) -> str:
@@ -230,7 +222,7 @@ class FCN(nn.Module):
         upsampled 2x and cropped to the skip's size), ``"score_<k>"``, and ``"fuse_<k>"`` (their
         sum); then ``"out"`` ``(N, K, H, W)``.
         """
-        _check_images(x, self.backbone.in_channels, self.min_input_size, type(self).__name__)
+        self.check_input(x)
         feats = self.backbone(x)
         maps: OrderedDict[str, torch.Tensor] = OrderedDict()
         score = self.head(feats["pool5"])
