@@ -8,12 +8,15 @@ Papers usually quote multiply-adds ("FLOPs" in EfficientNet's tables are mult-ad
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from .devices import module_device, module_dtype, to_module
 
 __all__ = [
     "count_params",
@@ -40,9 +43,8 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Where a probe input for ``model`` should live: its first parameter's device and dtype."""
-    param = next(model.parameters(), None)
-    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+    """Where a probe input for ``model`` should live: its device and floating-point dtype."""
+    return module_device(model), module_dtype(model)
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -113,12 +115,9 @@ def grad_norms_at_init(
               if isinstance(m, layer_types) and getattr(m, "weight", None) is not None]
     if not layers:
         raise ValueError(f"the model has no layers of type {[t.__name__ for t in layer_types]}")
-    try:
-        device = next(clone.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
+    device = module_device(clone)
     clone.zero_grad(set_to_none=True)
-    out = clone(images.to(device))
+    out = clone(to_module(images, clone))
     if isinstance(out, (tuple, list)):
         out = out[0]
     loss_fn(out, targets.to(device)).backward()
@@ -127,31 +126,33 @@ def grad_norms_at_init(
     return [(name, float(n)) for (name, _), n in zip(layers, norms)]
 
 
-def receptive_field(layers: Union[nn.Module, Sequence[Sequence[int]]]) -> list[int]:
-    """Theoretical receptive field (in input pixels) after each layer of a chain.
+def receptive_field(layers: Union[nn.Module, Sequence[Sequence[int]]], *,
+                    input_shape: Optional[Sequence[int]] = None) -> list[int]:
+    """Theoretical receptive field (in input pixels) after each layer.
 
     With jump ``j`` (the input-pixel distance between neighbouring outputs) and size ``r``,
     a layer of kernel ``k``, stride ``s`` and dilation ``d`` gives
     ``r <- r + d (k - 1) j`` and ``j <- j s`` (starting from ``r = j = 1``).
 
     Args:
-        layers: a sequence of ``(kernel, stride)`` or ``(kernel, stride, dilation)`` tuples, or a
-            module whose ``Conv2d``/``MaxPool2d``/``AvgPool2d`` children, in registration order,
-            form a chain (parallel branches and shortcuts are not followed: for a ResNet this is
-            the receptive field of the main path, which bounds the shortcut paths' fields).
+        layers: a chain given as ``(kernel, stride)`` or ``(kernel, stride, dilation)`` tuples, or
+            a module. A module is run once on a zero input (eval mode, no grad) while every torch
+            operation is watched: convolutions and poolings apply the recursion, and any op with
+            several inputs (a residual sum, an Inception concatenation, an SE product) takes the
+            largest field among them. So shortcuts and parallel branches are followed as the data
+            flows, not chained in registration order.
+        input_shape: ``(N, C, H, W)`` of that probe input (a module only; default
+            ``(1, C, 64, 64)`` with ``C`` the first convolution's input channels). The
+            recursion does not depend on the size, as long as the model accepts it.
 
     Returns:
-        the receptive field side after each layer (square kernels; a list of ints).
+        the receptive field side after each convolution/pooling layer, in execution order (square
+        kernels), followed, for a module whose output's field differs from the last layer's
+        (parallel branches), by the output's field. The last entry is always the field of the output.
     """
     if isinstance(layers, nn.Module):
-        spec = []
-        for m in layers.modules():
-            if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-                k, s = _pair0(m.kernel_size), _pair0(m.stride)
-                d = _pair0(getattr(m, "dilation", 1))
-                spec.append((k, s, d))
-    else:
-        spec = [tuple(int(v) for v in t) for t in layers]
+        return _module_receptive_field(layers, input_shape)
+    spec = [tuple(int(v) for v in t) for t in layers]
     if not spec:
         raise ValueError("no convolution or pooling layers to compute a receptive field from")
     rf, jump, out = 1, 1, []
@@ -165,16 +166,107 @@ def receptive_field(layers: Union[nn.Module, Sequence[Sequence[int]]]) -> list[i
     return out
 
 
+# Argument positions of (kernel, stride, dilation) in the functional ops that change the field.
+_FIELD_OPS = {"conv2d": None, "max_pool2d": (1, 2, 4), "_max_pool2d": (1, 2, 4),
+              "max_pool2d_with_indices": (1, 2, 4), "avg_pool2d": (1, 2, None)}
+
+
+class _FieldTracker(TorchFunctionMode):
+    """Propagates (field, jump) from the probe input through every torch op."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        super().__init__()
+        self.info = {id(x): (1, 1)}
+        self.keep = [x]  # keep tensors alive so their ids stay unique during the trace
+        self.layers: list[int] = []
+
+    def _known(self, tree) -> list[tuple[int, int]]:
+        found = []
+        for t in _flatten(tree):
+            if isinstance(t, torch.Tensor) and id(t) in self.info:
+                found.append(self.info[id(t)])
+        return found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        known = self._known((args, kwargs))
+        if not known:
+            return out
+        rf, jump = max(known)
+        name = getattr(func, "__name__", "")
+        if name in _FIELD_OPS and args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+            if name == "conv2d":
+                weight = args[1] if len(args) > 1 else kwargs["weight"]
+                k = int(weight.shape[-2])
+                s = _pair0(args[3] if len(args) > 3 else kwargs.get("stride", 1))
+                d = _pair0(args[5] if len(args) > 5 else kwargs.get("dilation", 1))
+            else:
+                ki, si, di = _FIELD_OPS[name]
+                k = _pair0(args[ki] if len(args) > ki else kwargs.get("kernel_size"))
+                stride = args[si] if len(args) > si else kwargs.get("stride")
+                s = _pair0(stride) if stride not in (None, (), []) else k
+                d = _pair0(args[di] if di is not None and len(args) > di else kwargs.get("dilation", 1))
+            rf, jump = rf + d * (k - 1) * jump, jump * s
+            self.layers.append(rf)
+        for t in _flatten(out):
+            if isinstance(t, torch.Tensor):
+                self.info[id(t)] = (rf, jump)
+                self.keep.append(t)
+        return out
+
+
+def _flatten(tree):
+    if isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from _flatten(v)
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from _flatten(v)
+    else:
+        yield tree
+
+
+def _module_receptive_field(module: nn.Module, input_shape: Optional[Sequence[int]]) -> list[int]:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if input_shape is None:
+        if not convs:
+            raise ValueError("no convolution or pooling layers to compute a receptive field from")
+        input_shape = (1, convs[0].in_channels, 64, 64)
+    shape = _check_shape(input_shape)
+    device, dtype = _device_dtype(module)
+    x = torch.zeros(shape, device=device, dtype=dtype)
+    was_training = module.training
+    module.eval()
+    tracker = _FieldTracker(x)
+    try:
+        with torch.no_grad(), tracker:
+            y = module(x)
+    finally:
+        module.train(was_training)
+    if not tracker.layers:
+        raise ValueError("no convolution or pooling layers to compute a receptive field from")
+    outs = [t for t in _flatten(y) if isinstance(t, torch.Tensor) and id(t) in tracker.info]
+    out_rf = tracker.info[id(outs[0])][0] if outs else tracker.layers[-1]
+    fields = list(tracker.layers)
+    if out_rf != fields[-1]:
+        fields.append(out_rf)
+    return fields
+
+
 def _pair0(v) -> int:
     return int(v[0] if isinstance(v, (tuple, list)) else v)
 
 
-def empirical_receptive_field(features: nn.Module, input_shape: Sequence[int] = (1, 3, 64, 64)) -> int:
+def empirical_receptive_field(features: nn.Module, input_shape: Sequence[int] = (1, 3, 64, 64), *,
+                              rel_tol: float = 1e-6) -> int:
     """Measured receptive field: side of the input region that moves the centre output unit.
 
     Back-propagates from the centre pixel of ``features(x)`` (summed over channels) to a random
     input ``x`` of ``input_shape`` in eval mode and returns the height of the bounding box of
-    non-zero input gradients. It matches :func:`receptive_field` when the input is large enough.
+    input gradients above ``rel_tol`` times the largest one (not an exact non-zero test, which
+    floating-point noise of GPU kernels can inflate). It matches :func:`receptive_field` when the
+    input is large enough.
     """
     shape = _check_shape(input_shape)
     device, dtype = _device_dtype(features)
@@ -189,5 +281,11 @@ def empirical_receptive_field(features: nn.Module, input_shape: Sequence[int] = 
         y[:, :, y.shape[2] // 2, y.shape[3] // 2].sum().backward()
     finally:
         features.train(was_training)
-    rows = x.grad.abs().sum(dim=(0, 1, 3)).nonzero()
-    return int(rows.max() - rows.min() + 1) if rows.numel() else 0
+    # A relative threshold, not an exact nonzero(): on a GPU, TF32 and Winograd kernels leave
+    # rounding noise (~1e-7 of the peak) outside the true field, which would inflate it.
+    profile = x.grad.detach().float().abs().sum(dim=(0, 1, 3))
+    peak = float(profile.max()) if profile.numel() else 0.0
+    if peak == 0.0:
+        return 0
+    rows = (profile > rel_tol * peak).nonzero()
+    return int(rows.max() - rows.min() + 1)

@@ -75,3 +75,25 @@ def test_empirical_receptive_field_matches_theory():
     assert empirical_receptive_field(net, (1, 3, 33, 33)) == receptive_field(net)[-1] == 11
     strided = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, stride=2), nn.Conv2d(3, 3, 3, padding=1))
     assert empirical_receptive_field(strided, (1, 3, 33, 33)) == receptive_field(strided)[-1] == 7
+
+
+def test_receptive_field_follows_branches_like_the_measurement():
+    """Shortcuts and parallel branches are merged as the data flows, not chained in registration order."""
+    from segbook.analysis import empirical_receptive_field
+    from segbook.models import inception_3a
+    from segbook.models.resnet import BasicBlock
+    torch.manual_seed(0)
+    down = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), nn.BatchNorm2d(16))
+    net = nn.Sequential(BasicBlock(8, 16, stride=2, downsample=down), nn.Conv2d(16, 16, 3, padding=1))
+    theory = receptive_field(net, input_shape=(1, 8, 64, 64))[-1]
+    assert theory == empirical_receptive_field(net, (1, 8, 64, 64)) == 11
+    block = inception_3a()
+    fields = receptive_field(block, input_shape=(1, 192, 28, 28))
+    assert fields[-1] == 5 == empirical_receptive_field(block, (1, 192, 28, 28))
+    assert max(fields) == 5
+
+
+def test_receptive_field_of_a_chain_module_equals_the_tuple_form():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.AvgPool2d(2), nn.Conv2d(4, 4, 5, padding=2))
+    assert receptive_field(net) == receptive_field([(3, 1), (2, 2), (3, 1, 2), (2, 2), (5, 1)])

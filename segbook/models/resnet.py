@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..devices import to_module
+
 __all__ = [
     "PadShortcut",
     "BasicBlock",
@@ -301,7 +303,7 @@ def residual_ratios(model: CifarResNet, images: torch.Tensor) -> list[float]:
     was_training = model.training
     model.eval()
     try:
-        x = model.relu(model.bn1(model.conv1(images)))
+        x = model.relu(model.bn1(model.conv1(to_module(images, model))))
         norms = []
         for block in (*model.layer1, *model.layer2, *model.layer3):
             f = block.residual(x)
