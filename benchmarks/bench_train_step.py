@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbook.train import resolve_execution
 from segbook.data import ShapesSegmentation, make_loader
 from segbook.nn import ConvBNAct
 from segbook.runtime import pick_device, seed_everything
@@ -46,17 +47,21 @@ def time_steps(model, batches, device, channels_last: bool, amp: bool, warmup: i
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    # The same precision choice as segbook.train: bf16 on capability >= 8.0, else fp16 with loss scaling.
+    ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
+    scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler)
     times = []
     for i, (x, y) in enumerate(batches(warmup + repeats)):
         start = time.perf_counter()
         x, y = x.to(device), y.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=amp):
+        with ex.autocast():
             loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

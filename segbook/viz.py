@@ -46,7 +46,10 @@ ArrayLike = Union[torch.Tensor, np.ndarray]
 
 def _np(x: ArrayLike) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach()
+        if x.dtype in (torch.bfloat16, torch.float16):  # AMP activations; numpy has no bf16
+            x = x.float()
+        return x.cpu().numpy()
     return np.asarray(x)
 
 

@@ -134,3 +134,14 @@ def test_errors():
         DeformConv2d(3, 4, 0)
     with pytest.raises(RuntimeError):
         DeformConv2d(3, 4).sampling_points()
+
+
+def test_deform_conv_runs_under_cpu_autocast_in_bf16():
+    """The GPU path's mixed precision, reproduced on the CPU: the offset conv returns bf16."""
+    torch.manual_seed(0)
+    dconv = DeformConv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = dconv(x)
+    assert y.shape == (2, 6, 8, 8) and y.dtype == torch.float32
+    assert torch.allclose(y, dconv(x), atol=0.1)

@@ -270,3 +270,10 @@ def test_results_table_markdown():
 def test_results_table_needs_rows():
     with pytest.raises(ValueError, match="at least one row"):
         results_table([])
+
+
+def test_to_image_accepts_bf16_activations():
+    from segbook.viz import to_image
+    x = torch.rand(3, 4, 5).to(torch.bfloat16)
+    img = to_image(x)
+    assert img.dtype.kind == "f" and img.shape[:2] == (4, 5)

@@ -202,6 +202,16 @@ class DeformConv2d(nn.Module):
             raise ValueError(f"DeformConv2d was built for {self.in_ch} input channels, got {x.shape[1]}")
         offsets = self.offset(x)                               # [N, 2 k_h k_w, H', W']
         self.last_offsets = offsets.detach()
+        # torchvision's deform_conv2d needs one dtype for input, offsets and weights, and has no
+        # CPU autocast rule: under autocast the offset conv returns bf16 while the weights stay
+        # float32. Run it in float32 outside autocast (as its CUDA autocast rule does) and
+        # return the input's dtype.
+        if torch.is_autocast_enabled(x.device.type) or offsets.dtype != self.weight.dtype or x.dtype != self.weight.dtype:
+            with torch.autocast(x.device.type, enabled=False):
+                bias = None if self.bias is None else self.bias.float()
+                out = deform_conv2d(x.float(), offsets.float(), self.weight.float(), bias, stride=self.stride,
+                                    padding=self.padding, dilation=self.dilation)
+            return out.to(x.dtype)
         return deform_conv2d(x, offsets, self.weight, self.bias, stride=self.stride,
                              padding=self.padding, dilation=self.dilation)
 
