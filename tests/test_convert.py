@@ -207,3 +207,17 @@ def test_sliding_window_equals_classifier_on_each_crop_and_the_convolutionalized
         sliding_window(clf, torch.randn(1, 3, 6, 6), 8, 2)
     with pytest.raises(ValueError):
         sliding_window(clf, torch.randn(3, 6, 6), 8, 2)
+
+
+def test_convolutionalize_keeps_a_float64_classifiers_dtype_with_batchnorm1d():
+    """Was: BatchNorm1d became a float32 BatchNorm2d and a float64 net failed with 'mixed dtype (CPU)'."""
+    import torch.nn as nn
+    from segbook.nn import convolutionalize
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8),
+                          nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5)).double().eval()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    conv = convolutionalize(model, 8).eval()
+    out = conv(x)
+    assert out.dtype == torch.float64 and out.shape == (2, 5, 1, 1)
+    assert torch.allclose(out.flatten(1), model(x), atol=1e-10)

@@ -171,10 +171,14 @@ def fc_to_conv(linear: nn.Linear, in_channels: int, spatial_size: Union[int, Seq
 
 
 def _batchnorm1d_to_2d(bn: nn.BatchNorm1d) -> nn.BatchNorm2d:
+    # Same device and dtype as the original (its parameters or, without affine, its running
+    # statistics): a float64 or CUDA classifier stays float64 or CUDA after conversion.
+    ref = next((t for t in (*bn.parameters(), *bn.buffers()) if t.is_floating_point()), None)
     new = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
                          track_running_stats=bn.track_running_stats,
-                         device=(bn.weight.device if bn.affine else None))
+                         device=None if ref is None else ref.device, dtype=None if ref is None else ref.dtype)
     new.load_state_dict(bn.state_dict())
+    new.train(bn.training)
     return new
 
 
