@@ -8,7 +8,8 @@ Papers usually quote multiply-adds ("FLOPs" in EfficientNet's tables are mult-ad
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -25,6 +26,7 @@ __all__ = [
     "grad_norms_at_init",
     "receptive_field",
     "empirical_receptive_field",
+    "capture",
 ]
 
 
@@ -289,3 +291,56 @@ def empirical_receptive_field(features: nn.Module, input_shape: Sequence[int] = 
         return 0
     rows = (profile > rel_tol * peak).nonzero()
     return int(rows.max() - rows.min() + 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Looking inside a forward pass without changing it
+# ----------------------------------------------------------------------------------------------
+@contextmanager
+def capture(modules: Union[nn.Module, Sequence[nn.Module], Mapping[str, nn.Module]], *,
+            kind: str = "output") -> Iterator[dict]:
+    """Record what ``modules`` return (``kind="output"``) or receive (``kind="input"``) while the
+    ``with`` block runs, through forward hooks that are removed on exit; modules stay pure.
+
+    Yields a dict ``name -> list`` with one entry per call, detached (tensors inside tuples and
+    lists too). Names are the mapping's keys, ``"0", "1", ...`` for a sequence, ``""`` for one module.
+
+    Example (the SE scores of every block, ``[N, C, 1, 1]`` each)::
+
+        gates = {f"se{i}": m.gate for i, m in enumerate(model.modules()) if isinstance(m, SqueezeExcite)}
+        with torch.inference_mode(), capture(gates) as got:
+            model(images)
+        scores = got["se0"][0].flatten(1)      # [N, C]
+    """
+    if kind not in ("output", "input"):
+        raise ValueError(f"kind must be 'output' or 'input', got {kind!r}")
+    if isinstance(modules, nn.Module):
+        named = {"": modules}
+    elif isinstance(modules, Mapping):
+        named = dict(modules)
+    else:
+        named = {str(i): m for i, m in enumerate(modules)}
+    for name, m in named.items():
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"capture expects nn.Modules, got {type(m).__name__} for {name!r}")
+    got: dict = {name: [] for name in named}
+
+    def _detach(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach()
+        if isinstance(v, (tuple, list)):
+            return type(v)(_detach(x) for x in v)
+        return v
+
+    handles = []
+    for name, m in named.items():
+        if kind == "output":
+            handles.append(m.register_forward_hook(lambda _m, _a, out, name=name: got[name].append(_detach(out))))
+        else:
+            handles.append(m.register_forward_pre_hook(
+                lambda _m, args, name=name: got[name].append(_detach(args[0] if len(args) == 1 else args))))
+    try:
+        yield got
+    finally:
+        for h in handles:
+            h.remove()

@@ -97,3 +97,21 @@ def test_receptive_field_of_a_chain_module_equals_the_tuple_form():
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                         nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.AvgPool2d(2), nn.Conv2d(4, 4, 5, padding=2))
     assert receptive_field(net) == receptive_field([(3, 1), (2, 2), (3, 1, 2), (2, 2), (5, 1)])
+
+
+def test_capture_outputs_and_inputs_then_removes_hooks():
+    from segbook.analysis import capture
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    with capture({"first": net[0], "last": net[2]}) as out, capture(net[2], kind="input") as inp:
+        y = net(x)
+        net(x)
+    assert len(out["first"]) == 2 and out["first"][0].shape == (2, 4, 6, 6)
+    assert torch.equal(out["last"][0], y) and not out["last"][0].requires_grad
+    assert torch.equal(inp[""][0], torch.relu(net[0](x)))
+    net(x)
+    assert len(out["first"]) == 2  # hooks are gone after the block
+    assert not net[0]._forward_hooks and not net[2]._forward_pre_hooks
+    with pytest.raises(ValueError, match="kind"):
+        with capture(net, kind="grad"):
+            pass

@@ -1,5 +1,7 @@
 import pytest
 import torch
+
+from segbook.analysis import capture
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
@@ -37,7 +39,7 @@ def test_zero_init_equals_plain_conv():
     dconv = DeformConv2d.from_conv(conv)
     x = torch.randn(2, 5, 11, 9)
     assert (dconv(x) - conv(x)).abs().max().item() < 1e-5
-    assert torch.count_nonzero(dconv.last_offsets) == 0
+    assert torch.count_nonzero(dconv.offsets_for(x)) == 0
     # Built from scratch, with the conv's weights loaded by state_dict names.
     d2 = DeformConv2d(5, 7, 3)
     d2.load_state_dict({**d2.state_dict(), "weight": conv.weight, "bias": conv.bias})
@@ -54,9 +56,12 @@ def test_shapes_and_geometry_match_conv2d(k, stride, dilation, padding):
     x = torch.randn(2, 3, 13, 12)
     y = dconv(x)
     assert y.shape == conv(x).shape
-    assert dconv.last_offsets.shape == (2, 2 * k * k, *y.shape[2:])
+    with capture(dconv.offset) as got:
+        dconv(x)
+    assert got[""][0].shape == (2, 2 * k * k, *y.shape[2:])
+    assert torch.equal(got[""][0], dconv.offsets_for(x))
     assert (y - conv(x)).abs().max().item() < 1e-5
-    pts = dconv.sampling_points()
+    pts = dconv.sampling_points(dconv.offsets_for(x))
     assert pts.shape == (2, *y.shape[2:], k * k, 2)
 
 
@@ -132,8 +137,8 @@ def test_errors():
         sampling_points(torch.zeros(1, 10, 4, 4), 3)
     with pytest.raises(ValueError):
         DeformConv2d(3, 4, 0)
-    with pytest.raises(RuntimeError):
-        DeformConv2d(3, 4).sampling_points()
+    with pytest.raises(TypeError, match="offsets_for"):
+        DeformConv2d(3, 4).sampling_points(None)
 
 
 def test_deform_conv_runs_under_cpu_autocast_in_bf16():

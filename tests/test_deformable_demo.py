@@ -96,9 +96,12 @@ def test_train_demo_is_deterministic_and_gives_plottable_points():
     assert 0.0 <= r1.deform_accuracy <= 1.0 and r1.deform_loss > 0
     assert r1.test_images.shape == (16, 1, 22, 22) and r1.test_labels.shape == (16,)
     layer = r1.deform_model.deform
-    r1.deform_model(r1.test_images[:2])
-    assert layer.last_offsets.shape == (2, 18, 22, 22)
-    assert layer.last_offsets.abs().sum() > 0                      # three Adam steps moved them
-    assert layer.sampling_points().shape == (2, 22, 22, 9, 2)
+    from segbook.analysis import capture
+    with capture(layer.offset) as got:
+        r1.deform_model(r1.test_images[:2])
+    offsets = got[""][0]
+    assert offsets.shape == (2, 18, 22, 22)
+    assert offsets.abs().sum() > 0                      # three Adam steps moved them
+    assert layer.sampling_points(offsets).shape == (2, 22, 22, 9, 2)
     with pytest.raises(ValueError):
         train_deformable_demo(steps=0)

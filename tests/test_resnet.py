@@ -152,9 +152,11 @@ def test_se_blocks():
     m = cifar_resnet(8, width=16, se_reduction=4).eval()
     ses = [x for x in m.modules() if isinstance(x, se_mod.SqueezeExcite)]
     assert len(ses) == 3  # one per block
-    assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    from segbook.analysis import capture
+    with capture([s.gate for s in ses]) as got:
+        assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
     assert count_params(m) > count_params(cifar_resnet(8, width=16))
-    assert ses[-1].last_scores.shape == (2, 64)
+    assert got["2"][0].shape == (2, 64, 1, 1)
     with pytest.raises(ValueError):
         cifar_resnet(8, se_reduction=0)
 

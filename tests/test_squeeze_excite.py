@@ -1,5 +1,7 @@
 import pytest
 import torch
+
+from segbook.analysis import capture
 import torch.nn as nn
 
 from segbook.analysis import count_params
@@ -19,9 +21,10 @@ def test_shape_and_scores_in_unit_interval():
     torch.manual_seed(0)
     se = SqueezeExcite(64)
     x = torch.randn(3, 64, 7, 5) * 10
-    y = se(x)
+    with capture({"gate": se.gate}) as got:
+        y = se(x)
     assert y.shape == x.shape
-    s = se.last_scores
+    s = got["gate"][0].flatten(1)
     assert s.shape == (3, 64) and not s.requires_grad
     assert (s > 0).all() and (s < 1).all()
 
@@ -51,7 +54,8 @@ def test_effect_is_input_times_hand_computed_scores():
     w1, b1 = se.fc1.weight.flatten(1), se.fc1.bias
     w2, b2 = se.fc2.weight.flatten(1), se.fc2.bias
     s = torch.sigmoid(torch.relu(z @ w1.T + b1) @ w2.T + b2)
-    assert torch.allclose(se.last_scores, s, atol=1e-6)
+    assert torch.allclose(se.scores(x), s, atol=1e-6)
+    assert not hasattr(se, "last_scores")  # forward stays pure: nothing is stored on the module
     assert torch.allclose(y, x * s[:, :, None, None], atol=1e-6)
     # The functional form agrees, with conv- or linear-shaped weights.
     y2, s2 = squeeze_excite(x, se.fc1.weight, b1, se.fc2.weight, b2)

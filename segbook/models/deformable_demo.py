@@ -256,8 +256,9 @@ def train_deformable_demo(
 
         res = train_deformable_demo(seed=0)
         layer = res.deform_model.deform
-        res.deform_model(res.test_images[:1].to(device))   # fills layer.last_offsets
-        pts = layer.sampling_points()                      # [1, 22, 22, 9, 2], (y, x)
+        with capture(layer.offset) as got:                 # segbook.analysis.capture
+            res.deform_model(res.test_images[:1].to(device))
+        pts = layer.sampling_points(got[""][0])            # [1, 22, 22, 9, 2], (y, x)
     """
     if steps < 1 or batch_size < 1 or test_size < 1:
         raise ValueError(f"steps, batch_size and test_size must be >= 1, got {steps}, {batch_size}, {test_size}")

@@ -54,7 +54,6 @@ class DenseLayer(nn.Module):
         self.norm2 = nn.BatchNorm2d(inter)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(inter, growth_rate, 3, padding=1, bias=False)
-        self.last_num_inputs: Optional[int] = None
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         if isinstance(features, torch.Tensor):
@@ -62,7 +61,6 @@ class DenseLayer(nn.Module):
         channels = sum(f.shape[1] for f in features)
         if channels != self.in_channels:
             raise ValueError(f"DenseLayer expects {self.in_channels} input channels in total, got {channels}")
-        self.last_num_inputs = len(features)
         x = torch.cat(features, dim=1)
         x = self.conv1(self.relu1(self.norm1(x)))
         return self.conv2(self.relu2(self.norm2(x)))
@@ -135,11 +133,21 @@ def count_dense_connections(block: DenseBlock, example: Optional[torch.Tensor] =
         example = torch.zeros(1, block.in_channels, 4, 4, device=p.device, dtype=p.dtype)
     was_training = block.training
     block.eval()
+    inputs: list[int] = []
+
+    def count(layer, args):  # a forward pre-hook: the list of maps a layer concatenates
+        feats = args[0]
+        inputs.append(1 if isinstance(feats, torch.Tensor) else len(feats))
+
+    handles = [layer.register_forward_pre_hook(count) for layer in block.layers]
     try:
-        block(example)
+        with torch.no_grad():
+            block(example)
     finally:
+        for h in handles:
+            h.remove()
         block.train(was_training)
-    return sum(layer.last_num_inputs for layer in block.layers)
+    return sum(inputs)
 
 
 class DenseNet(nn.Module):

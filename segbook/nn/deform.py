@@ -100,7 +100,7 @@ def sampling_points(
 
     Args:
         offsets: ``[N, 2*k_h*k_w, H_out, W_out]`` in torchvision's layout (``dy, dx`` interleaved
-            per tap, taps row-major), e.g. :attr:`DeformConv2d.last_offsets`.
+            per tap, taps row-major), e.g. from :meth:`DeformConv2d.offsets_for`.
         kernel_size, stride, padding, dilation: the convolution's geometry; ``padding=None`` is
             "same" padding, the default of :class:`DeformConv2d`.
 
@@ -138,7 +138,8 @@ class DeformConv2d(nn.Module):
             so ``load_state_dict`` of a conv's weights works, see :meth:`from_conv`).
         offset: ``nn.Conv2d(in_ch, 2 k_h k_w, kernel_size, stride, padding, dilation)``, zero at
             init; its output has the main convolution's output size.
-        last_offsets: offsets of the last forward pass, detached, ``[N, 2 k_h k_w, H', W']``.
+        offset: the conv that predicts the offsets ``[N, 2 k_h k_w, H', W']`` (forward stores nothing;
+            use :meth:`offsets_for` or capture this submodule's output).
     """
 
     def __init__(
@@ -166,7 +167,6 @@ class DeformConv2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_ch)) if bias else None
         self.offset = nn.Conv2d(in_ch, 2 * kh * kw, self.kernel_size, stride=self.stride,
                                 padding=self.padding, dilation=self.dilation, bias=True)
-        self.last_offsets: Optional[torch.Tensor] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -201,7 +201,6 @@ class DeformConv2d(nn.Module):
         if x.shape[1] != self.in_ch:
             raise ValueError(f"DeformConv2d was built for {self.in_ch} input channels, got {x.shape[1]}")
         offsets = self.offset(x)                               # [N, 2 k_h k_w, H', W']
-        self.last_offsets = offsets.detach()
         # torchvision's deform_conv2d needs one dtype for input, offsets and weights, and has no
         # CPU autocast rule: under autocast the offset conv returns bf16 while the weights stay
         # float32. Run it in float32 outside autocast (as its CUDA autocast rule does) and
@@ -215,11 +214,15 @@ class DeformConv2d(nn.Module):
         return deform_conv2d(x, offsets, self.weight, self.bias, stride=self.stride,
                              padding=self.padding, dilation=self.dilation)
 
-    def sampling_points(self, offsets: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """:func:`sampling_points` with this layer's geometry (default: :attr:`last_offsets`)."""
-        offsets = self.last_offsets if offsets is None else offsets
-        if offsets is None:
-            raise RuntimeError("no offsets yet: run a forward pass first or pass offsets")
+    def offsets_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The offsets this layer predicts for ``x``: ``[N, 2 k_h k_w, H', W']`` (the same as the
+        ``offset`` submodule's output, which :func:`segbook.analysis.capture` can also record)."""
+        return self.offset(x)
+
+    def sampling_points(self, offsets: torch.Tensor) -> torch.Tensor:
+        """:func:`sampling_points` with this layer's geometry, for ``offsets`` from :meth:`offsets_for`."""
+        if not isinstance(offsets, torch.Tensor):
+            raise TypeError("pass the offsets, e.g. layer.sampling_points(layer.offsets_for(x))")
         return sampling_points(offsets, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:

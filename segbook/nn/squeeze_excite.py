@@ -25,7 +25,8 @@ Departures from the paper, all optional:
   sizes it from the MBConv block's *input* channels (``se_ratio = 0.25``), not from ``C``;
 * ``act`` replaces the ReLU (EfficientNet uses SiLU).
 
-The module keeps the last scores (detached, ``[N, C]``) in :attr:`SqueezeExcite.last_scores` so a
+The forward pass is pure (it stores nothing); to look at the scores of a trained net, record the
+output of the ``gate`` submodule with :func:`segbook.analysis.capture` (``[N, C, 1, 1]``), so a
 chapter can plot which channels an image switches on.
 """
 from __future__ import annotations
@@ -104,12 +105,14 @@ class SqueezeExcite(nn.Module):
 
     Attributes:
         fc1: ``Conv2d(C, h, 1)`` (= ``W1, b1``); fc2: ``Conv2d(h, C, 1)`` (= ``W2, b2``).
-        last_scores: the scores ``s`` of the last forward pass, detached, ``[N, C]`` (None before).
+        gate: the ``nn.Sigmoid`` that produces the scores; capture its output to read them.
 
     Example::
 
         se = SqueezeExcite(64)              # hidden width 4, 2*64*4 + 4 + 64 = 580 parameters
-        y = se(torch.randn(2, 64, 8, 8))    # same shape; se.last_scores is [2, 64]
+        y = se(torch.randn(2, 64, 8, 8))    # same shape
+        with capture({"se": se.gate}) as got:
+            se(x)                           # got["se"][0] is the scores [2, 64, 1, 1]
     """
 
     def __init__(
@@ -132,17 +135,16 @@ class SqueezeExcite(nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.act = act()
         self.fc2 = nn.Conv2d(hidden, channels, 1)
-        self.last_scores: Optional[torch.Tensor] = None
+        self.gate = nn.Sigmoid()
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Excitation scores ``s = sigmoid(W2 act(W1 z + b1) + b2)`` for ``x``: ``[N, C]`` in (0, 1)."""
         self._check(x)
         z = x.mean(dim=(2, 3), keepdim=True)                  # squeeze: [N, C, 1, 1]
-        return torch.sigmoid(self.fc2(self.act(self.fc1(z)))).flatten(1)
+        return self.gate(self.fc2(self.act(self.fc1(z)))).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.scores(x)
-        self.last_scores = s.detach()
         return x * s[:, :, None, None]                       # rescale, broadcast over H, W
 
     def _check(self, x: torch.Tensor) -> None:
