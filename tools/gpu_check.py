@@ -226,10 +226,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     lines: list[str] = ["# GPU check report", ""]
     ok = True
+    out = args.out or (pathlib.Path(os.environ["OUT"]) / "gpu_report.md" if os.environ.get("OUT") else None)
+    if out is not None:  # written line by line, so a run cut short by a time limit still leaves its report
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("# GPU check report\n\n")
 
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
+        if out is not None:
+            with out.open("a") as f:
+                f.write(text + "\n")
 
     say(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     say(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}")
@@ -296,10 +303,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                     say("- glued: " + ", ".join(f"{k}={v}" for k, v in res["glued"].items()))
                 say("")
     say(f"**Overall: {'all checks passed' if ok else 'some checks FAILED'}**")
-    out = args.out or (pathlib.Path(os.environ["OUT"]) / "gpu_report.md" if os.environ.get("OUT") else None)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("\n".join(lines) + "\n")
     return 0 if ok else 1
 
 
