@@ -71,6 +71,8 @@ __all__ = [
     "pydensecrf_available",
     "PermutohedralLattice",
     "gaussian_blur",
+    "random_scene",
+    "noisy_probs",
 ]
 
 #: Backend names accepted by :func:`dense_crf` (besides ``"auto"``).
@@ -252,21 +254,35 @@ class _ExactKernel:
         return torch.cat([self._block(s, min(n, s + self.rows)) @ values for s in range(0, n, self.rows)])
 
 
-def _gaussian_matrix(size: int, sigma: float, device, dtype) -> torch.Tensor:
-    i = torch.arange(size, device=device, dtype=dtype)
-    return torch.exp(-((i[:, None] - i[None, :]) ** 2) / (2 * sigma ** 2))
+def _gaussian_taps(sigma: float, radius: int, device, dtype) -> torch.Tensor:
+    k = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    return torch.exp(-(k ** 2) / (2 * sigma ** 2))
 
 
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Unnormalised Gaussian sum over pixels, ``out_i = sum_j exp(-|p_i - p_j|^2 / (2 sigma^2)) x_j``: ``[V, H, W] -> [V, H, W]``.
+def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 5.0) -> torch.Tensor:
+    """Unnormalised Gaussian sum over pixels, ``out_i = sum_j exp(-|p_i - p_j|^2 / (2 sigma^2)) x_j``: ``[H, W, V] -> [H, W, V]``.
 
-    The 2-D Gaussian factorises into a 1-D Gaussian along rows times one along columns, so the sum
-    is ``G_H @ x @ G_W`` with the dense ``[H, H]`` and ``[W, W]`` matrices ``G_ab = exp(-(a-b)^2 /
-    (2 sigma^2))``: exact (no truncation; pixels outside the image simply do not exist), and two
-    BLAS matrix products, which on a CPU beat a 1-channel convolution with ``6 sigma`` taps.
+    The 2-D Gaussian factorises into 1-D Gaussians along rows and columns, so the sum is two 1-D
+    depthwise convolutions with zero padding (pixels outside the image do not exist). Taps stop at
+    ``truncate * sigma`` (5 sigma: the dropped tail weighs under 1e-5 of the kernel) or at the image
+    size, where the sum is exact. Channels last (``[H, W, V]``), the layout in which a CPU runs
+    depthwise convolutions fastest and the one the lattice filter uses.
     """
-    v, h, w = x.shape
-    return _gaussian_matrix(h, sigma, x.device, x.dtype) @ x @ _gaussian_matrix(w, sigma, x.device, x.dtype)
+    h, w, v = x.shape
+    out = x.permute(2, 0, 1).unsqueeze(0)  # [1, V, H, W], channels_last in memory
+    for dim, size in ((3, w), (2, h)):
+        r = min(int(math.ceil(truncate * sigma)), size - 1)
+        if r == 0:
+            continue
+        taps = _gaussian_taps(sigma, r, x.device, x.dtype)
+        if dim == 3:
+            weight, padding = taps.view(1, 1, 1, -1).expand(v, 1, 1, -1), (0, r)
+        else:
+            weight, padding = taps.view(1, 1, -1, 1).expand(v, 1, -1, 1), (r, 0)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        out = torch.nn.functional.conv2d(out.contiguous(memory_format=torch.channels_last), weight,
+                                         padding=padding, groups=v)
+    return out[0].permute(1, 2, 0)
 
 
 class PermutohedralLattice:
@@ -405,39 +421,26 @@ class PermutohedralLattice:
 def _pairwise_message(image: torch.Tensor, shape: tuple[int, int, int], backend: str, dtype: torch.dtype,
                       gaussian_sxy: float, gaussian_compat: Weight, bilateral_sxy: float,
                       bilateral_srgb: float, bilateral_compat: Weight) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function ``Q [C, H, W] -> sum_m w_m kbar_m Q  [C, H, W]`` for the torch backends."""
+    """A function ``Q [H*W, C] -> sum_m w_m kbar_m Q  [H*W, C]`` (pixels in row-major order) for the torch backends."""
     c, h, w = shape
     n = h * w
+    ones = torch.ones(n, 1, device=image.device, dtype=dtype)
     if backend == "exact":
         kg = _ExactKernel(_features(image, gaussian_sxy, None, dtype))
         kb = _ExactKernel(_features(image, bilateral_sxy, bilateral_srgb, dtype))
-        ones = torch.ones(n, 1, device=image.device, dtype=dtype)
         ng, nb = kg(ones).rsqrt(), kb(ones).rsqrt()  # symmetric normalisation, [N, 1]
         if kg.full is not None and kb.full is not None:  # small image: one [N, N] matrix for both kernels
             both = gaussian_compat * ng * kg.full * ng.T + bilateral_compat * nb * kb.full * nb.T
-            kg = kb = None
-
-            def message(q: torch.Tensor) -> torch.Tensor:
-                return (both @ q.reshape(c, n).T).T.reshape(c, h, w)
-            return message
-
-        def message(q: torch.Tensor) -> torch.Tensor:
-            flat = q.reshape(c, n).T
-            out = gaussian_compat * ng * kg(ng * flat) + bilateral_compat * nb * kb(nb * flat)
-            return out.T.reshape(c, h, w)
-        return message
+            return lambda q: both @ q
+        return lambda q: gaussian_compat * ng * kg(ng * q) + bilateral_compat * nb * kb(nb * q)
 
     lattice = PermutohedralLattice(_features(image, bilateral_sxy, bilateral_srgb, torch.float32))
-    ones = torch.ones(n, 1, device=image.device, dtype=dtype)
     nb = (lattice.filter(ones) + 1e-20).rsqrt()
-    g_rows = _gaussian_matrix(h, gaussian_sxy, image.device, dtype)  # the smoothness kernel, separable
-    g_cols = _gaussian_matrix(w, gaussian_sxy, image.device, dtype)
-    ng = (g_rows.sum(1, keepdim=True) * g_cols.sum(0, keepdim=True)).rsqrt()  # [H, W]
+    ng = (gaussian_blur(ones.view(h, w, 1), gaussian_sxy) + 1e-20).rsqrt().reshape(n, 1)
 
     def message(q: torch.Tensor) -> torch.Tensor:
-        smooth = ng * (g_rows @ (ng * q) @ g_cols)
-        flat = q.reshape(c, n).T
-        appearance = (nb * lattice.filter(nb * flat)).T.reshape(c, h, w)
+        smooth = ng * gaussian_blur((ng * q).view(h, w, c), gaussian_sxy).reshape(n, c)
+        appearance = nb * lattice.filter(nb * q)
         return gaussian_compat * smooth + bilateral_compat * appearance
     return message
 
@@ -472,12 +475,15 @@ def mean_field(unary: torch.Tensor, image: Any, *, backend: str = "lattice", ite
     img = img.to(unary.device)
     message = _pairwise_message(img, tuple(unary.shape), backend, unary.dtype, gaussian_sxy, gaussian_compat,
                                 bilateral_sxy, bilateral_srgb, bilateral_compat)
-    q = torch.softmax(-unary, 0)
+    c, h, w = unary.shape
+    neg_unary = -unary.permute(1, 2, 0).reshape(h * w, c)  # pixels x classes: the filters' layout
+    q = torch.softmax(neg_unary, 1)
     iterates = [q]
     for _ in range(iterations):
-        q = torch.softmax(-unary + message(q), 0)
+        q = torch.softmax(neg_unary + message(q), 1)
         iterates.append(q)
-    return iterates if return_iterates else q
+    iterates = [x.T.reshape(c, h, w) for x in (iterates if return_iterates else iterates[-1:])]
+    return iterates if return_iterates else iterates[0]
 
 
 def _pydensecrf_iterates(image: np.ndarray, probs: np.ndarray, iterations: int, gaussian_sxy, gaussian_compat,
@@ -572,3 +578,66 @@ def mean_field_iterates(image: Any, probs: Any, *, backend: str = "auto", iterat
     """
     params = (gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat)
     return _run(image, probs, backend, iterations, params, keep_all=True)
+
+
+# --------------------------------------------------------------------------------------------
+# test inputs: scenes and network-like noisy probabilities
+# --------------------------------------------------------------------------------------------
+
+def random_scene(size: int = 64, num_classes: int = 21, *, seed: int = 0, objects: int = 10,
+                 colour_noise: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic scene for CRF tests: ``(image [H, W, 3] uint8, labels [H, W] int64)`` with ``H = W = size``.
+
+    Class 0 is the background; ``objects`` rectangles and discs of random classes in ``1..C-1``
+    are painted in turn (later ones occlude earlier ones). Every class has its own random colour,
+    and each pixel gets Gaussian colour noise of std ``colour_noise``, so region edges are image
+    edges, which is what the appearance kernel relies on.
+    """
+    if size < 8 or num_classes < 2 or objects < 0:
+        raise ValueError(f"need size >= 8, num_classes >= 2, objects >= 0; got {size}, {num_classes}, {objects}")
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, size=(num_classes, 3))
+    labels = np.zeros((size, size), np.int64)
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(objects):
+        cls = int(rng.integers(1, num_classes))
+        cy, cx = rng.uniform(0, size, 2)
+        ry, rx = rng.uniform(size / 12, size / 4, 2)
+        if rng.random() < 0.5:
+            inside = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+        else:
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= ry ** 2
+        labels[inside] = cls
+    image = palette[labels] + rng.normal(0, colour_noise, (size, size, 3))
+    return np.clip(np.round(image), 0, 255).astype(np.uint8), labels
+
+
+def noisy_probs(labels: Any, num_classes: int, *, seed: int = 0, edge_sigma: float = 2.0,
+                noise: float = 1.5, noise_sigma: float = 1.5, confidence: float = 4.0) -> np.ndarray:
+    """Network-like probabilities for true ``labels`` ``[H, W]``: ``[C, H, W]`` float32 numpy, summing to 1.
+
+    ``logits = confidence * blur(onehot(labels), edge_sigma) + noise * z``, ``z`` unit-variance
+    Gaussian noise blurred by ``noise_sigma`` (errors come in blobs, as a network's do), then a
+    softmax. Blurring the one-hot labels makes boundaries soft, which is what a CRF sharpens.
+    """
+    lab = torch.as_tensor(np.asarray(labels)).long()
+    if lab.ndim != 2 or lab.min() < 0 or lab.max() >= num_classes:
+        raise ValueError(f"labels must be [H, W] in [0, {num_classes}), got shape {tuple(lab.shape)}")
+    h, w = lab.shape
+    gen = torch.Generator().manual_seed(seed)
+
+    def smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if sigma <= 0:
+            return x
+        blurred = gaussian_blur(x.permute(1, 2, 0), sigma) / gaussian_blur(torch.ones(h, w, 1), sigma)
+        return blurred.permute(2, 0, 1)
+
+    onehot = _one_hot(lab, num_classes)
+    z = smooth(torch.randn(num_classes, h, w, generator=gen), noise_sigma)
+    z = z / z.std().clamp_min(1e-12)
+    logits = confidence * smooth(onehot, edge_sigma) + noise * z
+    return torch.softmax(logits, 0).numpy().astype(np.float32)
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels, num_classes).permute(2, 0, 1).float()
