@@ -482,7 +482,7 @@ def mean_field(unary: torch.Tensor, image: Any, *, backend: str = "lattice", ite
     for _ in range(iterations):
         q = torch.softmax(neg_unary + message(q), 1)
         iterates.append(q)
-    iterates = [x.T.reshape(c, h, w) for x in (iterates if return_iterates else iterates[-1:])]
+    iterates = [x.T.reshape(c, h, w).contiguous() for x in (iterates if return_iterates else iterates[-1:])]
     return iterates if return_iterates else iterates[0]
 
 
