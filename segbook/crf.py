@@ -363,29 +363,42 @@ class PermutohedralLattice:
         uniq_keys = torch.stack([(table // strides[k]) % span[k] for k in range(d)], 1) + lo  # [M, d]
         step = torch.full((d + 1, d), -1, device=dev, dtype=torch.long)
         step[torch.arange(d), torch.arange(d)] = d
+        # The three steps as sparse CSR matrices, built directly (rows sorted, columns sorted within
+        # rows): slice [N, M] has the d+1 vertices of each pixel in its row; splat [M, N] is its
+        # transpose; blur along axis j [M, M] has 1 on the diagonal and 1/2 at the two neighbours.
         self._pixels = n
-        self._splat_index = torch.stack([offsets, torch.arange(n, device=dev).repeat_interleave(d + 1)])
-        self._splat_weight = self.weights.reshape(-1)
-        self._blur_index = []
+        cols, order = offsets.view(n, d + 1).sort(1)
+        self._slice_structure = (torch.arange(0, n * (d + 1) + 1, d + 1, device=dev), cols.reshape(-1))
+        self._slice_order = (order + torch.arange(n, device=dev)[:, None] * (d + 1)).reshape(-1)
+        flat = offsets.reshape(-1)
+        by_vertex = torch.sort(flat, stable=True).indices
+        self._splat_structure = (self._crow(torch.bincount(flat, minlength=m)), by_vertex // (d + 1))
+        self._splat_order = by_vertex
         rows = torch.arange(m, device=dev)
+        self._blur_structure = []
         for axis in range(d + 1):
-            src, dst = [rows], [rows]
+            entries = [rows]
             for sign in (1, -1):
                 q = ((uniq_keys + sign * step[axis] - lo) * strides).sum(1)
                 pos = torch.searchsorted(table, q).clamp_max_(m - 1)
-                found = table[pos] == q
-                dst.append(rows[found])
-                src.append(pos[found])
-            self._blur_index.append((torch.cat(dst), torch.cat(src), m))
+                entries.append(torch.where(table[pos] == q, pos, m))  # m: no such vertex
+            entries, _ = torch.stack(entries, 1).sort(1)  # [M, 3], missing ones last
+            present = entries < m
+            diagonal = entries == rows[:, None]
+            self._blur_structure.append((self._crow(present.sum(1)), entries[present], diagonal[present]))
         self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
         self.d = d
         self._matrices: dict = {}
 
-    def _csr(self, index: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-        coo = torch.sparse_coo_tensor(index, values, shape, check_invariants=False).coalesce()
+    @staticmethod
+    def _crow(counts: torch.Tensor) -> torch.Tensor:
+        return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+    @staticmethod
+    def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         with warnings.catch_warnings():  # "sparse CSR support is in beta": matrix @ dense is all we use
             warnings.simplefilter("ignore", UserWarning)
-            return coo.to_sparse_csr()
+            return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
     def matrices(self, dtype: torch.dtype) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """The filter as sparse CSR matrices ``(splat [M, N], blurs [M, M] x (d+1), slice [N, M])`` in ``dtype``.
@@ -394,14 +407,13 @@ class PermutohedralLattice:
         """
         if dtype not in self._matrices:
             n, m = self._pixels, self.num_points
-            w = self._splat_weight.to(dtype)
-            splat = self._csr(self._splat_index, w, (m, n))
-            slice_ = self._csr(self._splat_index.flip(0), w * self.alpha, (n, m))
+            w = self.weights.reshape(-1).to(dtype)
+            splat = self._csr(*self._splat_structure, w[self._splat_order], (m, n))
+            slice_ = self._csr(*self._slice_structure, w[self._slice_order] * self.alpha, (n, m))
             blurs = []
-            for dst, src, k in self._blur_index:
-                vals = torch.full((dst.numel(),), 0.5, device=dst.device, dtype=dtype)
-                vals[:k] = 1.0  # the vertex itself: [1/2, 1, 1/2] along the axis
-                blurs.append(self._csr(torch.stack([dst, src]), vals, (m, m)))
+            for crow, col, diagonal in self._blur_structure:
+                vals = torch.where(diagonal, 1.0, 0.5).to(dtype)
+                blurs.append(self._csr(crow, col, vals, (m, m)))
             self._matrices[dtype] = (splat, blurs, slice_)
         return self._matrices[dtype]
 
@@ -438,10 +450,12 @@ def _pairwise_message(image: torch.Tensor, shape: tuple[int, int, int], backend:
     nb = (lattice.filter(ones) + 1e-20).rsqrt()
     ng = (gaussian_blur(ones.view(h, w, 1), gaussian_sxy) + 1e-20).rsqrt().reshape(n, 1)
 
+    ng_weighted, nb_weighted = gaussian_compat * ng, bilateral_compat * nb  # [N, 1] each
+
     def message(q: torch.Tensor) -> torch.Tensor:
-        smooth = ng * gaussian_blur((ng * q).view(h, w, c), gaussian_sxy).reshape(n, c)
-        appearance = nb * lattice.filter(nb * q)
-        return gaussian_compat * smooth + bilateral_compat * appearance
+        smooth = gaussian_blur((ng * q).view(h, w, c), gaussian_sxy).reshape(n, c)
+        appearance = lattice.filter(nb * q)
+        return torch.addcmul(ng_weighted * smooth, nb_weighted, appearance)
     return message
 
 
