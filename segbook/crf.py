@@ -508,11 +508,14 @@ def _pydensecrf_iterates(image: np.ndarray, probs: np.ndarray, iterations: int, 
     unary = np.ascontiguousarray((-np.log(np.maximum(probs, PROB_FLOOR))).reshape(c, h * w), dtype=np.float32)
     rgb = np.ascontiguousarray(image, dtype=np.uint8)
     crf.setUnaryEnergy(unary)
-    crf.addPairwiseGaussian(sxy=float(gaussian_sxy), compat=float(gaussian_compat),
-                            kernel=dcrf.DIAG_KERNEL, normalization=dcrf.NORMALIZE_SYMMETRIC)
+    # DIAG_KERNEL and NORMALIZE_SYMMETRIC are pydensecrf's defaults; some builds do not export the
+    # constants, so they are passed only where they exist
+    options = {}
+    if hasattr(dcrf, "DIAG_KERNEL") and hasattr(dcrf, "NORMALIZE_SYMMETRIC"):
+        options = dict(kernel=dcrf.DIAG_KERNEL, normalization=dcrf.NORMALIZE_SYMMETRIC)
+    crf.addPairwiseGaussian(sxy=float(gaussian_sxy), compat=float(gaussian_compat), **options)
     crf.addPairwiseBilateral(sxy=float(bilateral_sxy), srgb=float(bilateral_srgb), rgbim=rgb,
-                             compat=float(bilateral_compat), kernel=dcrf.DIAG_KERNEL,
-                             normalization=dcrf.NORMALIZE_SYMMETRIC)
+                             compat=float(bilateral_compat), **options)
     if not keep_all:
         return [np.array(crf.inference(iterations), dtype=np.float32).reshape(c, h, w)]
     q, tmp1, tmp2 = crf.startInference()
