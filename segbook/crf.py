@@ -33,23 +33,33 @@ done literally, ``O(N)`` with a high-dimensional Gaussian filter. Backends:
   lattice (approximate Gaussians), CPU only, no gradients.
 * ``"exact"``: the sums above computed literally in torch, in row chunks so memory stays bounded
   (``O(N^2)`` time: small images only). It is the reference in tests. CPU or CUDA, differentiable.
-* ``"lattice"``: pure torch, ``O(N)`` memory. The smoothness kernel is an exact separable Gaussian
-  (two dense matrix products, ``O(N (H + W))`` time, see :func:`gaussian_blur`); the appearance kernel is filtered on a
-  permutohedral lattice (Adams, Baek & Davis 2010) built with ``torch.unique`` / ``searchsorted``
-  as the hash table; splat, blur and slice are sparse (CSR) matrix products. CPU or CUDA,
-  differentiable with respect to the unaries and the kernel weights.
+* ``"lattice"``: pure torch, memory linear in ``N``. The smoothness kernel is an exact separable
+  Gaussian (two 1-D depthwise convolutions, taps to 5 sigma, see :func:`gaussian_blur`); the
+  appearance kernel is filtered on a permutohedral lattice (Adams, Baek & Davis 2010; the
+  algorithm and constants of Kraehenbuehl's C++ code) built with ``torch.unique`` /
+  ``torch.searchsorted`` as the hash table; splat, blur and slice are sparse (CSR) matrix
+  products. CPU or CUDA, differentiable with respect to the unaries and the kernel weights (not
+  the image or the standard deviations, which only shape the lattice).
 * ``"auto"``: ``"lattice"`` when gradients are needed or the probabilities are on a GPU, else
-  ``"pydensecrf"`` when it is installed (the fastest on a CPU), else ``"lattice"``.
+  ``"pydensecrf"`` when it is installed (the faster one on a 2-core CPU), else ``"lattice"``.
+  With many CPU cores the lattice backend can be the faster one (see benchmarks/bench_crf.py).
+
+The lattice (and so pydensecrf) only approximates the Gaussian: filtering an impulse gives a
+bump whose width varies by about +-5% with direction and position. Refined labels still agree
+with the exact backend on all but a small share of pixels (see tests/test_crf.py); where the
+network's input is nearly tied between classes, mean field can tip either way, and the backends
+differ most there.
 
 Where this departs from the paper: the paper's sum runs over ``j != i``; pydensecrf's filtering
 (and therefore every backend here, to agree with it) includes ``j = i``, and it normalises the
 kernels symmetrically. Unaries use probabilities clipped below at ``1e-5`` (as
 ``pydensecrf.utils.unary_from_softmax``) so that ``-log p`` stays finite.
 
-DeepLab's parameters (Chen et al., DeepLab v1/v2 on PASCAL VOC) are the defaults:
-10 iterations, smoothness ``sxy=3, w=3``, appearance ``sxy=80, srgb=13, w=10``. DeepLab picked the
-appearance parameters by cross-validation on a held-out subset of VOC val; on other images and
-resolutions they are a starting point, not a law.
+Defaults: 10 iterations, smoothness ``sxy=3, w=3``, appearance ``sxy=80, srgb=13, w=10``: the
+values of pydensecrf's README example, common in DeepLab reimplementations. DeepLab (Chen
+et al. 2015) fixed the smoothness kernel at ``w = sxy = 3`` and chose the appearance kernel's
+three numbers by cross-validation on 100 held-out VOC val images; for other data and image sizes
+they are a starting point to tune on held-out data, not a constant.
 """
 from __future__ import annotations
 
