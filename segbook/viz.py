@@ -23,6 +23,7 @@ __all__ = [
     "to_image",
     "show_segmentation",
     "plot_history",
+    "MISSING",
     "ResultsTable",
     "results_table",
 ]
@@ -191,8 +192,25 @@ def plot_history(histories, key: str = "train_loss", *, ax=None, logy: bool = Fa
     return ax
 
 
+MISSING = "\u2014"  # an em dash: what a table shows for a missing value (None, NaN, an absent key)
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return False
+
+
 class ResultsTable:
-    """A small table that renders as HTML in Jupyter and as aligned text in ``repr``."""
+    """A small table that renders as HTML in Jupyter and as aligned text in ``repr``.
+
+    In HTML the table has class ``segbook-results`` (styled by ``_static/segbook.css``) and the cells
+    of numeric columns (every value a number or missing) class ``num`` (right-aligned). A missing
+    value -- ``None``, NaN or a key the row lacks -- shows as an em dash (:data:`MISSING`), never
+    ``nan``.
+    """
 
     def __init__(self, rows: Sequence[Mapping], columns: Optional[Sequence[str]] = None, *,
                  floatfmt: Union[str, Mapping[str, str]] = ".3f", title: Optional[str] = None) -> None:
@@ -202,15 +220,23 @@ class ResultsTable:
         self.title = title
         self._floatfmt = floatfmt
         self.rows = [dict(r) for r in rows]
-        self.cells = [[self._fmt(c, r.get(c, "")) for c in self.columns] for r in self.rows]
+        self.cells = [[self._fmt(c, r.get(c)) for c in self.columns] for r in self.rows]
+        # A column is numeric (right-aligned in HTML) when every value in it is a number or missing.
+        self.numeric = [all(self._numeric(r.get(c)) for r in self.rows) for c in self.columns]
 
     def _fmt(self, column: str, value) -> str:
         fmt = self._floatfmt.get(column, ".3f") if isinstance(self._floatfmt, Mapping) else self._floatfmt
+        if _is_missing(value):
+            return MISSING
         if isinstance(value, (float, np.floating)):
-            return "nan" if np.isnan(value) else format(float(value), fmt)
+            return format(float(value), fmt)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return f"{int(value):,}"
         return str(value)
+
+    def _numeric(self, value) -> bool:
+        return _is_missing(value) or (isinstance(value, (int, float, np.integer, np.floating))
+                                      and not isinstance(value, bool))
 
     def __repr__(self) -> str:
         widths = [max(len(c), *(len(row[i]) for row in self.cells)) for i, c in enumerate(self.columns)]
@@ -220,13 +246,16 @@ class ResultsTable:
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self.cells)
+        cls = ['<th class="num">' if num else "<th>" for num in self.numeric]
+        head = "".join(f"{open_}{html.escape(c)}</th>" for open_, c in zip(cls, self.columns))
+        tds = ['<td class="num">' if num else "<td>" for num in self.numeric]
+        body = "".join("<tr>" + "".join(f"{open_}{html.escape(v)}</td>" for open_, v in zip(tds, row)) + "</tr>"
+                       for row in self.cells)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         return f'<table class="segbook-results">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "".join("---:|" if num else "---|" for num in self.numeric)]
         lines += ["| " + " | ".join(row) + " |" for row in self.cells]
         return "\n".join(lines)
 
@@ -236,6 +265,6 @@ def results_table(rows: Sequence[Mapping], columns: Optional[Sequence[str]] = No
     """Build a :class:`ResultsTable` from a list of dicts (one per row).
 
     Floats are formatted with ``floatfmt`` (one format, or one per column), ints with thousands
-    separators; missing cells are blank.
+    separators; a missing value (``None``, NaN, or a key the row lacks) shows as an em dash.
     """
     return ResultsTable(rows, columns, floatfmt=floatfmt, title=title)
