@@ -7,8 +7,8 @@ cannot match the two. This extension registers
 * a pybtex label style ``segbook_author_year``: "He et al., 2016" (one author: "Krizhevsky,
   2009"; two: "Tan and Le, 2019"; three or more: "He et al., 2016"), with "a", "b", ... appended
   when two entries would get the same label (e.g. two "Chen et al., 2018");
-* a pybtex formatting style ``segbook`` (pybtex ``unsrt`` entries, sorted by author, year and
-  title, labelled as above): set ``bibtex_default_style: segbook``;
+* a pybtex formatting style ``segbook`` (pybtex ``unsrt`` entries, sorted by first author, year
+  and title, labelled as above): set ``bibtex_default_style: segbook``;
 * a sphinxcontrib-bibtex reference style ``segbook_author_year``: ``{cite}`` (= ``{cite:p}``)
   prints the entry's label in brackets, "[He et al., 2016]", exactly as the bibliography shows
   it, and ``{cite:t}`` prints "He et al. [2016]" (the year part of the label, so "2018a" where a
@@ -27,6 +27,7 @@ import pybtex.plugin
 from pybtex.richtext import Text
 from pybtex.style.formatting.unsrt import Style as UnsrtStyle
 from pybtex.style.labels import BaseLabelStyle
+from pybtex.style.sorting import BaseSortingStyle
 from pybtex.style.template import node
 from sphinxcontrib.bibtex.plugin import register_plugin
 from sphinxcontrib.bibtex.style.referencing import BracketStyle, GroupReferenceStyle, PersonStyle
@@ -82,11 +83,22 @@ class AuthorYearLabelStyle(BaseLabelStyle):
                 yield label
 
 
+class AuthorYearSortingStyle(BaseSortingStyle):
+    """Sort by the label without suffix, then title: "Chen et al., 2015" < "Chen et al., 2017" <
+    "Chen et al., 2018a" < "Chen et al., 2018b" (so the suffixes follow the reading order)."""
+
+    def sorting_key(self, entry):
+        persons = entry.persons.get("author") or entry.persons.get("editor") or []
+        first = _surname(persons[0]) if persons else ""
+        return (first.lower(), min(len(persons), 3), entry.fields.get("year", ""),
+                _plain(entry.fields.get("title", "")).lower())
+
+
 class SegbookStyle(UnsrtStyle):
-    """pybtex's ``unsrt`` entry format with author-year labels, sorted by author, year, title."""
+    """pybtex's ``unsrt`` entry format with author-year labels, in author-year order."""
 
     default_label_style = AuthorYearLabelStyle
-    default_sorting_style = "author_year_title"
+    default_sorting_style = AuthorYearSortingStyle
 
 
 @node
