@@ -23,6 +23,9 @@ __all__ = [
     "to_image",
     "show_segmentation",
     "plot_history",
+    "BOOK_FIGURE_WIDTH",
+    "BOOK_RC",
+    "figure_style",
     "MISSING",
     "ResultsTable",
     "results_table",
@@ -39,6 +42,57 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 IGNORE_COLOR = np.array([255, 255, 255], dtype=np.uint8)
+
+# ----------------------------------------------------------------------------------------------
+# Figure defaults for the book
+# ----------------------------------------------------------------------------------------------
+BOOK_FIGURE_WIDTH = 6.4
+"""Width in inches of a full-column figure. At the book's 100 dpi this is 640 CSS pixels, about the
+text column of the HTML theme on a desktop; on a 390 px phone the figure is scaled to ~0.55, so
+text drawn at 10-11 pt still reads at ~8 px. Keep at most 5-6 image panels per row."""
+
+BOOK_RC = {
+    "figure.dpi": 100,                      # CSS size: 1 inch = 100 px in the page
+    "figure.figsize": (BOOK_FIGURE_WIDTH, 3.6),
+    "savefig.dpi": 100,
+    "savefig.bbox": "tight",
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 12,
+    "image.interpolation": "nearest",       # pixels of small images stay pixels, not blur
+}
+"""matplotlib rcParams that :func:`figure_style` applies."""
+
+
+def figure_style(*, formats: Sequence[str] = ("retina",)) -> dict:
+    """Set the book's figure defaults; call once near the top of a chapter.
+
+    Applies :data:`BOOK_RC` (sizes for the text column, fonts legible at phone width) and, inside
+    IPython/Jupyter, asks the inline backend for ``formats`` via
+    ``matplotlib_inline.backend_inline.set_matplotlib_formats``. The default ``"retina"`` stores
+    PNGs at twice the pixels with their display size in the output's metadata, so figures are
+    sharp on high-resolution screens and shown at the same size (myst-nb copies that size into the
+    ``<img>``; ``_static/segbook.css`` scales it down to narrow screens). Use ``("svg",)`` for
+    line plots and diagrams that should stay sharp at any zoom (image panels become embedded
+    bitmaps, and SVG text can differ by platform, so keep such cells ``nbval-ignore-output``).
+
+    Returns:
+        The rcParams it set (a copy of :data:`BOOK_RC`).
+    """
+    plt.rcParams.update(BOOK_RC)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: rcParams only
+        return dict(BOOK_RC)
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats(*formats)
+    return dict(BOOK_RC)
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 

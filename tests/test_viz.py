@@ -293,3 +293,43 @@ def test_results_table_markdown():
 def test_results_table_needs_rows():
     with pytest.raises(ValueError, match="at least one row"):
         results_table([])
+
+
+# ---------------------------------------------------------------------------------------------
+# figure_style
+# ---------------------------------------------------------------------------------------------
+def test_figure_style_sets_the_book_rc():
+    from segbook.viz import BOOK_FIGURE_WIDTH, BOOK_RC, figure_style
+
+    with matplotlib.rc_context():
+        applied = figure_style()
+        assert applied == BOOK_RC
+        assert plt.rcParams["figure.dpi"] == 100 and plt.rcParams["font.size"] >= 10
+        assert tuple(plt.rcParams["figure.figsize"])[0] == BOOK_FIGURE_WIDTH
+    assert BOOK_RC["figure.figsize"][0] * BOOK_RC["figure.dpi"] <= 700  # fits the HTML text column
+
+
+def test_figure_style_gives_retina_pngs_in_ipython():
+    """Inside IPython the inline backend then stores a 2x PNG with its display size as metadata."""
+    import base64
+    import struct
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from segbook.viz import figure_style
+
+    shell = InteractiveShell.instance()
+    try:
+        with matplotlib.rc_context():
+            figure_style()
+            fig, ax = plt.subplots(figsize=(4, 2))
+            ax.plot([0, 1], [0, 1])
+            data, metadata = shell.display_formatter.format(fig)
+        png = data["image/png"]
+        raw = png if isinstance(png, bytes) else base64.b64decode(png)
+        width_px, height_px = struct.unpack(">II", raw[16:24])  # the PNG IHDR chunk
+        shown = metadata["image/png"]
+        assert abs(width_px - 2 * shown["width"]) <= 1 and abs(height_px - 2 * shown["height"]) <= 1
+        assert 350 <= shown["width"] <= 420  # ~4 in at 100 dpi (bbox "tight" trims a little)
+    finally:
+        InteractiveShell.clear_instance()
