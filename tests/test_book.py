@@ -426,7 +426,7 @@ def test_pages_are_not_blank_in_a_browser(width, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     browser = _chromium()
-    pages = _pages()
+    pages = [p for p in _pages() if not _is_redirect(_soup(p))]  # index.html only redirects to the intro
     outs = [tmp_path / f"{i:02d}-{page.stem}-{width}.png" for i, page in enumerate(pages)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda po: screenshot(browser, po[0], po[1], width), zip(pages, outs)))
