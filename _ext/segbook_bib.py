@@ -18,7 +18,6 @@ Loaded from ``_config.yml`` (``sphinx.local_extensions``).
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, List
