@@ -29,13 +29,12 @@ from pybtex.style.labels import BaseLabelStyle
 from pybtex.style.sorting import BaseSortingStyle
 from pybtex.style.template import node
 from sphinxcontrib.bibtex.plugin import register_plugin
-from sphinxcontrib.bibtex.style.referencing import BracketStyle, GroupReferenceStyle, PersonStyle
+from sphinxcontrib.bibtex.style.referencing import BaseReferenceStyle, BracketStyle, GroupReferenceStyle, PersonStyle
 from sphinxcontrib.bibtex.style.referencing.basic_label import BasicLabelParentheticalReferenceStyle
 from sphinxcontrib.bibtex.style.referencing.extra_author import ExtraAuthorReferenceStyle
 from sphinxcontrib.bibtex.style.referencing.extra_empty import ExtraEmptyReferenceStyle
 from sphinxcontrib.bibtex.style.referencing.extra_label import ExtraLabelReferenceStyle
 from sphinxcontrib.bibtex.style.referencing.extra_year import ExtraYearReferenceStyle
-from sphinxcontrib.bibtex.style.referencing import BaseReferenceStyle
 from sphinxcontrib.bibtex.style.template import join, join2, post_text, pre_text, reference
 
 __all__ = ["AuthorYearLabelStyle", "SegbookStyle", "SegbookReferenceStyle", "author_year_label", "setup"]
@@ -117,7 +116,7 @@ class _TextualReferenceStyle(BaseReferenceStyle):
     def role_names(self) -> Iterable[str]:
         return [f"{alt}t{full}" for alt in ["", "al"] for full in ["", "s"]]
 
-    def outer(self, role_name: str, children: List) -> "node":
+    def outer(self, role_name: str, children: List):
         return join(sep="; ")[children]
 
     def inner(self, role_name: str):
