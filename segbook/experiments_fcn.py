@@ -209,12 +209,16 @@ def top_channels(features: torch.Tensor, target: torch.Tensor, k: int = 3) -> li
 
 
 def show_maps(maps: Mapping[str, object], *, ncols: Optional[int] = None, panel_size: float = 1.6,
-              cmap: str = "viridis", suptitle: Optional[str] = None, vrange: Optional[Sequence[float]] = None):
+              cmap: str = "viridis", suptitle: Optional[str] = None, vrange: Optional[Sequence[float]] = None,
+              colorbar: bool = True, colorbar_label: str = ""):
     """Draw named maps in a grid: ``[H, W]`` arrays with ``cmap``, ``[3, H, W]``/``[H, W, 3]`` as RGB.
 
     Maps are drawn at their own resolution with nearest-neighbour interpolation, so a coarse
-    stride-32 map looks blocky next to a stride-2 one. uint8 maps (e.g. :func:`segbook.viz.colorize`) are scaled by 1/255. ``vrange=(lo, hi)`` fixes the colour range
-    (probabilities: ``(0, 1)``); otherwise each panel uses its own range.
+    stride-32 map looks blocky next to a stride-2 one. uint8 maps (e.g. :func:`segbook.viz.colorize`)
+    are scaled by 1/255. ``vrange=(lo, hi)`` fixes the colour range (probabilities: ``(0, 1)``) and
+    draws one colour bar for the whole figure; otherwise each ``[H, W]`` panel uses its own range
+    and gets its own small colour bar (``colorbar=False`` leaves them out; RGB panels never get one,
+    their colour is not a value). ``colorbar_label`` names the quantity ("P(class)").
 
     Returns:
         The matplotlib ``Figure``.
@@ -236,17 +240,32 @@ def show_maps(maps: Mapping[str, object], *, ncols: Optional[int] = None, panel_
         items.append((name, a))
     ncols = min(len(items), ncols or len(items))
     nrows = -(-len(items) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + (0.3 if suptitle else 0)),
+    has_values = colorbar and any(a.ndim == 2 for _, a in items)
+    shared_bar = has_values and vrange is not None
+    extra_w = 0.9 if shared_bar else (0.35 * ncols if has_values else 0.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + extra_w,
+                                                    panel_size * nrows + (0.3 if suptitle else 0)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    image = None
     for ax, (name, a) in zip(axes.flat, items):
         kw = {} if a.ndim == 3 else {"cmap": cmap}
         if vrange is not None and a.ndim == 2:
             kw.update(vmin=vrange[0], vmax=vrange[1])
-        ax.imshow(a, interpolation="nearest", **kw)
-        ax.set_title(name, fontsize=8)
+        im = ax.imshow(a, interpolation="nearest", **kw)
+        ax.set_title(name, fontsize=9)
+        if a.ndim == 2:
+            image = im
+            if has_values and not shared_bar:
+                bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+                bar.ax.tick_params(labelsize=7)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
+    if shared_bar:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+        bar.ax.tick_params(labelsize=8)
+        if colorbar_label:
+            bar.set_label(colorbar_label, fontsize=9)
     return fig

@@ -25,6 +25,10 @@ __all__ = [
     "to_image",
     "show_segmentation",
     "plot_history",
+    "BOOK_FIGURE_WIDTH",
+    "BOOK_RC",
+    "figure_style",
+    "MISSING",
     "ResultsTable",
     "results_table",
 ]
@@ -40,6 +44,57 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 IGNORE_COLOR = np.array([255, 255, 255], dtype=np.uint8)
+
+# ----------------------------------------------------------------------------------------------
+# Figure defaults for the book
+# ----------------------------------------------------------------------------------------------
+BOOK_FIGURE_WIDTH = 6.4
+"""Width in inches of a full-column figure. At the book's 100 dpi this is 640 CSS pixels, about the
+text column of the HTML theme on a desktop; on a 390 px phone the figure is scaled to ~0.55, so
+text drawn at 10-11 pt still reads at ~8 px. Keep at most 5-6 image panels per row."""
+
+BOOK_RC = {
+    "figure.dpi": 100,                      # CSS size: 1 inch = 100 px in the page
+    "figure.figsize": (BOOK_FIGURE_WIDTH, 3.6),
+    "savefig.dpi": 100,
+    "savefig.bbox": "tight",
+    "font.size": 11,
+    "axes.titlesize": 11,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 12,
+    "image.interpolation": "nearest",       # pixels of small images stay pixels, not blur
+}
+"""matplotlib rcParams that :func:`figure_style` applies."""
+
+
+def figure_style(*, formats: Sequence[str] = ("retina",)) -> dict:
+    """Set the book's figure defaults; call once near the top of a chapter.
+
+    Applies :data:`BOOK_RC` (sizes for the text column, fonts legible at phone width) and, inside
+    IPython/Jupyter, asks the inline backend for ``formats`` via
+    ``matplotlib_inline.backend_inline.set_matplotlib_formats``. The default ``"retina"`` stores
+    PNGs at twice the pixels with their display size in the output's metadata, so figures are
+    sharp on high-resolution screens and shown at the same size (myst-nb copies that size into the
+    ``<img>``; ``_static/segbook.css`` scales it down to narrow screens). Use ``("svg",)`` for
+    line plots and diagrams that should stay sharp at any zoom (image panels become embedded
+    bitmaps, and SVG text can differ by platform, so keep such cells ``nbval-ignore-output``).
+
+    Returns:
+        The rcParams it set (a copy of :data:`BOOK_RC`).
+    """
+    plt.rcParams.update(BOOK_RC)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: rcParams only
+        return dict(BOOK_RC)
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats(*formats)
+    return dict(BOOK_RC)
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
@@ -196,8 +251,25 @@ def plot_history(histories, key: str = "train_loss", *, ax=None, logy: bool = Fa
     return ax
 
 
+MISSING = "\u2014"  # an em dash: what a table shows for a missing value (None, NaN, an absent key)
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return False
+
+
 class ResultsTable:
-    """A small table that renders as HTML in Jupyter and as aligned text in ``repr``."""
+    """A small table that renders as HTML in Jupyter and as aligned text in ``repr``.
+
+    In HTML the table has class ``segbook-results`` (styled by ``_static/segbook.css``) and the cells
+    of numeric columns (every value a number or missing) class ``num`` (right-aligned). A missing
+    value -- ``None``, NaN or a key the row lacks -- shows as an em dash (:data:`MISSING`), never
+    ``nan``.
+    """
 
     def __init__(self, rows: Sequence[Mapping], columns: Optional[Sequence[str]] = None, *,
                  floatfmt: Union[str, Mapping[str, str]] = ".3f", title: Optional[str] = None) -> None:
@@ -207,15 +279,23 @@ class ResultsTable:
         self.title = title
         self._floatfmt = floatfmt
         self.rows = [dict(r) for r in rows]
-        self.cells = [[self._fmt(c, r.get(c, "")) for c in self.columns] for r in self.rows]
+        self.cells = [[self._fmt(c, r.get(c)) for c in self.columns] for r in self.rows]
+        # A column is numeric (right-aligned in HTML) when every value in it is a number or missing.
+        self.numeric = [all(self._numeric(r.get(c)) for r in self.rows) for c in self.columns]
 
     def _fmt(self, column: str, value) -> str:
         fmt = self._floatfmt.get(column, ".3f") if isinstance(self._floatfmt, Mapping) else self._floatfmt
+        if _is_missing(value):
+            return MISSING
         if isinstance(value, (float, np.floating)):
-            return "nan" if np.isnan(value) else format(float(value), fmt)
+            return format(float(value), fmt)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return f"{int(value):,}"
         return str(value)
+
+    def _numeric(self, value) -> bool:
+        return _is_missing(value) or (isinstance(value, (int, float, np.integer, np.floating))
+                                      and not isinstance(value, bool))
 
     def __repr__(self) -> str:
         widths = [max(len(c), *(len(row[i]) for row in self.cells)) for i, c in enumerate(self.columns)]
@@ -225,13 +305,16 @@ class ResultsTable:
         return "\n".join(out)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self.cells)
+        cls = ['<th class="num">' if num else "<th>" for num in self.numeric]
+        head = "".join(f"{open_}{html.escape(c)}</th>" for open_, c in zip(cls, self.columns))
+        tds = ['<td class="num">' if num else "<td>" for num in self.numeric]
+        body = "".join("<tr>" + "".join(f"{open_}{html.escape(v)}</td>" for open_, v in zip(tds, row)) + "</tr>"
+                       for row in self.cells)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         return f'<table class="segbook-results">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
     def to_markdown(self) -> str:
-        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "".join("---:|" if num else "---|" for num in self.numeric)]
         lines += ["| " + " | ".join(row) + " |" for row in self.cells]
         return "\n".join(lines)
 
@@ -241,6 +324,6 @@ def results_table(rows: Sequence[Mapping], columns: Optional[Sequence[str]] = No
     """Build a :class:`ResultsTable` from a list of dicts (one per row).
 
     Floats are formatted with ``floatfmt`` (one format, or one per column), ints with thousands
-    separators; missing cells are blank.
+    separators; a missing value (``None``, NaN, or a key the row lacks) shows as an em dash.
     """
     return ResultsTable(rows, columns, floatfmt=floatfmt, title=title)

@@ -126,12 +126,30 @@ def test_show_maps_panels():
     fig = show_maps(maps, ncols=3, vrange=(0, 1), suptitle="x")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == list(maps)
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 6 + 1  # 2 x 3 panels and one colour bar shared by the value maps (vrange fixed)
     plt.close(fig)
     with pytest.raises(ValueError):
         show_maps({})
     with pytest.raises(ValueError):
         show_maps({"bad": torch.rand(2, 2, 2, 2)})
+
+
+def test_show_maps_colour_bars():
+    import matplotlib.pyplot as plt
+
+    def bars(fig):  # colour-bar axes are the ones matplotlib labels "<colorbar>"
+        return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+    maps = {"rgb": torch.rand(3, 8, 8), "a": torch.rand(4, 4), "b": 10 * torch.rand(4, 4)}
+    shared = show_maps(maps, vrange=(0, 1), colorbar_label="P(class)")
+    assert len(bars(shared)) == 1 and bars(shared)[0].get_ylabel() == "P(class)"
+    assert bars(shared)[0].get_ylim() == (0.0, 1.0)
+    own = show_maps(maps)  # each value map has its own range, so its own bar; the RGB panel none
+    assert len(bars(own)) == 2
+    assert bars(own)[1].get_ylim()[1] > 1.0  # the second bar spans map "b"'s range (up to ~10)
+    assert bars(show_maps(maps, colorbar=False)) == []
+    assert bars(show_maps({"rgb": torch.rand(3, 8, 8)})) == []
+    plt.close("all")
 
 
 def test_paper_numbers_are_the_papers():

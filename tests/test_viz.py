@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from segbook.train import History  # noqa: E402
 from segbook.viz import (  # noqa: E402
     IGNORE_COLOR,
+    MISSING,
     PALETTE,
     ResultsTable,
     colorize,
@@ -228,26 +229,48 @@ def test_results_table_text():
     t = results_table(ROWS, title="Results")
     assert isinstance(t, ResultsTable)
     assert t.columns == ["model", "miou", "params", "note"]  # first-seen order over all rows
-    assert t.cells == [["fcn", "0.512", "1,234,567", ""], ["unet", "nan", "", "<b>"]]
+    # NaN and absent keys are shown as an em dash, never "nan" or a blank cell
+    assert t.cells == [["fcn", "0.512", "1,234,567", "\u2014"], ["unet", "\u2014", "\u2014", "<b>"]]
     expected = "\n".join([
         "Results",
         "model  miou   params     note",
         "-----  -----  ---------  ----",
-        "  fcn  0.512  1,234,567      ",
-        " unet    nan              <b>",
+        "  fcn  0.512  1,234,567     \u2014",
+        " unet      \u2014          \u2014   <b>",
     ])
     assert repr(t) == expected
+    assert "nan" not in repr(t)
+
+
+def test_results_table_missing_values_are_em_dashes():
+    rows = [{"phi": 0, "ratio": float("nan"), "w": np.float32("nan"), "n": None},
+            {"phi": 1, "ratio": 1.92, "w": np.float64(1.1), "n": 3}]
+    t = results_table(rows, floatfmt=".2f")
+    assert MISSING == "\u2014"
+    assert t.cells == [["0", MISSING, MISSING, MISSING], ["1", "1.92", "1.10", "3"]]
+    html = t._repr_html_()
+    assert "nan" not in html.lower() and "None" not in html
+    assert html.count(f'<td class="num">{MISSING}</td>') == 3
+    assert MISSING in t.to_markdown() and "nan" not in t.to_markdown()
 
 
 def test_results_table_html():
     html = results_table(ROWS, title="A & B")._repr_html_()
     assert html.startswith('<table class="segbook-results"><caption>A &amp; B</caption>')
-    assert "<thead><tr><th>model</th><th>miou</th><th>params</th><th>note</th></tr></thead>" in html
-    assert "<tr><td>fcn</td><td>0.512</td><td>1,234,567</td><td></td></tr>" in html
-    assert "<tr><td>unet</td><td>nan</td><td></td><td>&lt;b&gt;</td></tr>" in html
+    # numeric columns (numbers or missing values only) carry class "num": right-aligned by segbook.css
+    assert ('<thead><tr><th>model</th><th class="num">miou</th><th class="num">params</th><th>note</th>'
+            '</tr></thead>') in html
+    assert f'<tr><td>fcn</td><td class="num">0.512</td><td class="num">1,234,567</td><td>{MISSING}</td></tr>' in html
+    assert (f'<tr><td>unet</td><td class="num">{MISSING}</td><td class="num">{MISSING}</td>'
+            '<td>&lt;b&gt;</td></tr>') in html
     assert "<b>" not in html
     assert html.endswith("</tbody></table>")
     assert "<caption>" not in results_table(ROWS)._repr_html_()
+
+
+def test_results_table_bool_column_is_not_numeric():
+    t = results_table([{"ok": True, "x": 1}, {"ok": False, "x": 2.0}])
+    assert t.numeric == [False, True]
 
 
 def test_results_table_formats():
@@ -264,7 +287,7 @@ def test_results_table_formats():
 
 def test_results_table_markdown():
     md = results_table([{"x": 1, "y": 0.5}, {"x": 22}]).to_markdown()
-    assert md.splitlines() == ["| x | y |", "|---|---|", "| 1 | 0.500 |", "| 22 |  |"]
+    assert md.splitlines() == ["| x | y |", "|---:|---:|", "| 1 | 0.500 |", f"| 22 | {MISSING} |"]
 
 
 def test_results_table_needs_rows():
@@ -277,3 +300,43 @@ def test_to_image_accepts_bf16_activations():
     x = torch.rand(3, 4, 5).to(torch.bfloat16)
     img = to_image(x)
     assert img.dtype.kind == "f" and img.shape[:2] == (4, 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# figure_style
+# ---------------------------------------------------------------------------------------------
+def test_figure_style_sets_the_book_rc():
+    from segbook.viz import BOOK_FIGURE_WIDTH, BOOK_RC, figure_style
+
+    with matplotlib.rc_context():
+        applied = figure_style()
+        assert applied == BOOK_RC
+        assert plt.rcParams["figure.dpi"] == 100 and plt.rcParams["font.size"] >= 10
+        assert tuple(plt.rcParams["figure.figsize"])[0] == BOOK_FIGURE_WIDTH
+    assert BOOK_RC["figure.figsize"][0] * BOOK_RC["figure.dpi"] <= 700  # fits the HTML text column
+
+
+def test_figure_style_gives_retina_pngs_in_ipython():
+    """Inside IPython the inline backend then stores a 2x PNG with its display size as metadata."""
+    import base64
+    import struct
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from segbook.viz import figure_style
+
+    shell = InteractiveShell.instance()
+    try:
+        with matplotlib.rc_context():
+            figure_style()
+            fig, ax = plt.subplots(figsize=(4, 2))
+            ax.plot([0, 1], [0, 1])
+            data, metadata = shell.display_formatter.format(fig)
+        png = data["image/png"]
+        raw = png if isinstance(png, bytes) else base64.b64decode(png)
+        width_px, height_px = struct.unpack(">II", raw[16:24])  # the PNG IHDR chunk
+        shown = metadata["image/png"]
+        assert abs(width_px - 2 * shown["width"]) <= 1 and abs(height_px - 2 * shown["height"]) <= 1
+        assert 350 <= shown["width"] <= 420  # ~4 in at 100 dpi (bbox "tight" trims a little)
+    finally:
+        InteractiveShell.clear_instance()

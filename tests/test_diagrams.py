@@ -1,0 +1,148 @@
+"""Tests for segbook.diagrams: each diagram shows the numbers of the module it is given."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+from segbook.diagrams import (  # noqa: E402
+    dense_block_diagram, fcn_skip_diagram, figure_text, inception_diagram, mbconv_diagram, residual_block_diagram,
+    se_block_diagram, transposed_conv_diagram,
+)
+from segbook.models import DenseBlock, Inception, InceptionConfig, MBConv, fcn8s, fcn16s, fcn32s, inception_3a  # noqa: E402
+from segbook.models.resnet import BasicBlock, PadShortcut  # noqa: E402
+from segbook.nn import SqueezeExcite  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _fits_column(fig: Figure) -> None:
+    w, h = fig.get_size_inches()
+    assert w <= 6.4 + 1e-9 and 1.0 < h < 9.0
+
+
+def test_figure_text_collects_every_string():
+    fig, ax = plt.subplots()
+    ax.set_title("a title")
+    ax.text(0, 0, "box 42")
+    text = figure_text(fig)
+    assert "a title" in text and "box 42" in text
+
+
+def test_inception_diagram_shows_3a_widths():
+    fig = inception_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    # GoogLeNet 3a (Table 1): 192 in; 64 | 96 -> 128 | 16 -> 32 | pool -> 32; 256 out
+    for label in ("input, 192 ch", "1×1 conv, 64", "1×1 conv, 96", "3×3 conv, 128", "1×1 conv, 16", "5×5 conv, 32",
+                  "3×3 max pool", "1×1 conv, 32", "64 + 128 + 32 + 32 = 256 ch"):
+        assert label in text.replace("conv\n", "conv, "), label
+
+
+def test_inception_diagram_reads_the_module_not_the_paper():
+    module = Inception(40, InceptionConfig(8, 12, 20, 4, 6, 10))
+    text = figure_text(inception_diagram(module))
+    assert "40 → 44 channels" in text and "8 + 20 + 6 + 10 = 44 ch" in text
+    assert "1×1 conv, 12" in text and "1×1 conv, 4" in text
+    naive = figure_text(inception_diagram(inception_3a(reductions=False)))
+    assert "1×1 conv, 96" not in naive and "1×1 conv, 16" not in naive  # no reductions drawn
+    assert "3×3 conv, 128" in naive.replace("conv\n", "conv, ")
+    with pytest.raises(TypeError, match="Inception module"):
+        inception_diagram(nn.Conv2d(3, 3, 1))
+
+
+def test_residual_block_diagram_plain_and_residual():
+    fig = residual_block_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "plain: y = ReLU(F(x))" in text and "residual: y = ReLU(F(x) + x)" in text
+    assert text.count("3×3 conv, 16") == 4  # two convs in each panel
+    assert "identity x" in text
+    down = figure_text(residual_block_diagram(BasicBlock(16, 32, stride=2, downsample=PadShortcut(16, 32, 2))))
+    assert "3×3 conv, 32, stride 2" in down and "PadShortcut" in down and "x, 16 ch" in down
+    proj = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+    assert "1×1 conv, 32, stride 2" in figure_text(residual_block_diagram(BasicBlock(16, 32, 2, proj)))
+    se = figure_text(residual_block_diagram(BasicBlock(64, 64, se_reduction=16)))
+    assert "SE gate, 64 → 4 → 64" in se
+
+
+def test_dense_block_diagram_counts_channels_and_connections():
+    fig = dense_block_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "growth rate k = 12, 10 connections" in text
+    for reads in (24, 36, 48, 60):
+        assert f"reads {reads} ch" in text
+    assert "24 + 4×12 = 72 ch" in text and "1×1 conv, 48" in text
+    text6 = figure_text(dense_block_diagram(DenseBlock(6, 16, 8, bn_size=2)))
+    assert "6 layers, growth rate k = 8, 21 connections" in text6
+    assert "reads 56 ch" in text6 and "1×1 conv, 16" in text6 and "16 + 6×8 = 64 ch" in text6
+    with pytest.raises(TypeError, match="DenseBlock"):
+        dense_block_diagram(nn.Linear(2, 2))
+
+
+def test_se_block_diagram():
+    fig = se_block_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "FC 64 → 4, ReLU" in text and "FC 4 → 64, sigmoid" in text and "64×1×1" in text
+    assert "FC 96 → 6" in figure_text(se_block_diagram(SqueezeExcite(96, reduction=16)))
+    with pytest.raises(TypeError, match="SqueezeExcite"):
+        se_block_diagram(nn.ReLU())
+
+
+def test_mbconv_diagram():
+    fig = mbconv_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "1×1 conv, 96 (expand ×6)" in text and "3×3 depthwise conv, 96" in text
+    assert "SE: 96 → 4 → 96" in text and "1×1 conv, 16 (project)" in text and "identity" in text
+    down = figure_text(mbconv_diagram(MBConv(16, 24, kernel_size=5, stride=2, expand_ratio=4, se_ratio=0)))
+    assert "5×5 depthwise conv, 64, stride 2" in down and "SE" not in down and "identity" not in down
+    assert "no shortcut" in down
+    assert "expand" not in figure_text(mbconv_diagram(MBConv(16, 16, expand_ratio=1)))
+
+
+def test_fcn_skip_diagram_variants():
+    fig = fcn_skip_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "FCN-32s: no skips" in text and "FCN-16s: skips from pool4" in text
+    assert "FCN-8s: skips from pool4, pool3" in text
+    assert "32× bilinear" in text and "16× bilinear" in text and "8× bilinear" in text
+    assert "pool3\n/8, 64 ch" in text and "pool5\n/32, 128 ch" in text
+    wide = figure_text(fcn_skip_diagram(fcn8s(num_classes=21, width=8)))
+    assert "pool4\n/16, 64 ch" in wide and "score_pool3\n1×1, 21 ch" in wide
+    assert wide.count("2× up") == 2
+    assert figure_text(fcn_skip_diagram(fcn16s())).count("2× up") == 1
+    assert "2× up" not in figure_text(fcn_skip_diagram([fcn32s()]))
+
+
+def test_transposed_conv_diagram_counts_overlaps():
+    fig = transposed_conv_diagram()
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "k=3, s=2: 4 → 9 pixels per side" in text
+    # 1-D output counts for k=3, s=2 over 4 inputs: 1 1 2 1 2 1 2 1 1 (the uneven overlap)
+    row = [t.get_text() for t in fig.axes[0].texts if t.get_text().isdigit()]
+    assert row == ["1", "1", "2", "1", "2", "1", "2", "1", "1"]
+    bar = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bar) == 1 and bar[0].get_ylim()[1] == 4  # 2 x 2 overlaps in 2-D
+    even = transposed_conv_diagram(nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1), in_size=3)
+    row4 = [t.get_text() for t in even.axes[0].texts if t.get_text().isdigit()]
+    assert row4 == ["1", "2", "2", "2", "2", "1"]  # k divisible by s: even overlap inside
+    with pytest.raises(TypeError, match="ConvTranspose2d"):
+        transposed_conv_diagram(nn.Conv2d(1, 1, 3))
+    with pytest.raises(ValueError, match="in_size"):
+        transposed_conv_diagram(in_size=0)
+
