@@ -5,6 +5,7 @@ import torch.nn as nn
 import torchvision
 
 from segbook.analysis import empirical_receptive_field, receptive_field
+from segbook.models.resnet import BasicBlock, Bottleneck
 from segbook.models.backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
 
 NAMES = ["stem", "layer1", "layer2", "layer3", "layer4"]
@@ -129,3 +130,17 @@ def test_bad_input_is_named():
         bb(torch.rand(1, 1, 32, 32))
     with pytest.raises(TypeError, match="float"):
         bb(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("block_cls", [BasicBlock, Bottleneck])
+def test_blocks_take_a_dilation_and_keep_the_size(block_cls):
+    out_ch = 8 * block_cls.expansion
+    down = nn.Sequential(nn.Conv2d(8, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)) if out_ch != 8 else None
+    block = block_cls(8, 8, 1, down, dilation=4, first_dilation=2).eval()
+    assert block(torch.rand(1, 8, 11, 9)).shape == (1, out_ch, 11, 9)
+    convs3 = [m for m in block.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    expected = [(2, 2), (4, 4)] if block_cls is BasicBlock else [(2, 2)]  # a bottleneck's one 3x3 takes first_dilation
+    assert [c.dilation for c in convs3] == expected
+    assert all(c.padding == c.dilation for c in convs3)
+    plain = block_cls(8, 8, 1, down)
+    assert all(m.dilation == (1, 1) for m in plain.modules() if isinstance(m, nn.Conv2d))

@@ -158,3 +158,11 @@ def test_seeded_output_is_stable():
 
 
 GOLDEN = torch.tensor([-0.029157, 0.128200])
+
+
+def test_separable_builder_end_to_end():
+    model = deeplabv3plus(output_stride=16, separable=True, **SMALL).eval()
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 3 + 2  # three ASPP atrous branches, two decoder convs
+    with torch.inference_mode():
+        assert model(torch.rand(2, 3, 48, 40)).shape == (2, 5, 48, 40)
