@@ -13,3 +13,5 @@ from .deformable_demo import (
     BLOB_PAIR_CLASSES, DeformDemoResult, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
 )
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
+from .backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
+from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus

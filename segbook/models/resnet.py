@@ -60,9 +60,9 @@ __all__ = [
 ]
 
 
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
-    """3x3 convolution with padding 1 and no bias (batch norm follows)."""
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3x3 convolution with "same" padding (= ``dilation``) and no bias (batch norm follows)."""
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
 def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -128,17 +128,21 @@ class BasicBlock(_ResidualBlock):
         shortcut: ``False`` drops the addition, giving the layer pair of a plain net.
         se_reduction: add a :class:`~segbook.nn.squeeze_excite.SqueezeExcite` with this reduction
             ratio on the residual branch (before the addition).
+        dilation, first_dilation: atrous rates of ``conv2`` and ``conv1`` (``first_dilation``
+            defaults to ``dilation``); used by the dilated backbones of
+            :mod:`segbook.models.backbones`, where a stage's first block keeps the previous rate.
     """
 
     expansion: int = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None, *,
-                 shortcut: bool = True, se_reduction: Optional[int] = None) -> None:
+                 shortcut: bool = True, se_reduction: Optional[int] = None, dilation: int = 1,
+                 first_dilation: Optional[int] = None) -> None:
         super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.conv1 = conv3x3(inplanes, planes, stride, first_dilation or dilation)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
+        self.conv2 = conv3x3(planes, planes, 1, dilation)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = _make_se(planes, se_reduction)
         self.downsample = downsample if shortcut else None
@@ -159,18 +163,21 @@ class Bottleneck(_ResidualBlock):
 
     Shapes: ``(N, inplanes, H, W) -> (N, planes * 4, H / stride, W / stride)``.
 
-    Args: as :class:`BasicBlock`; ``planes`` is the width of the 3x3 convolution.
+    Args: as :class:`BasicBlock`; ``planes`` is the width of the 3x3 convolution, the only one
+    that ``dilation`` affects (``first_dilation`` is accepted for a common signature and, as in
+    torchvision, also sets the 3x3's rate in a stage's first block).
     """
 
     expansion: int = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None, *,
-                 shortcut: bool = True, se_reduction: Optional[int] = None) -> None:
+                 shortcut: bool = True, se_reduction: Optional[int] = None, dilation: int = 1,
+                 first_dilation: Optional[int] = None) -> None:
         super().__init__()
         out_ch = planes * self.expansion
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes, stride)
+        self.conv2 = conv3x3(planes, planes, stride, first_dilation or dilation)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = conv1x1(planes, out_ch)
         self.bn3 = nn.BatchNorm2d(out_ch)

@@ -13,3 +13,14 @@ __all__ += [
     "ConvolutionalizedNet", "convolutionalize", "fc_to_conv", "linear_to_conv1x1",
     "BilinearConvTranspose2d", "bilinear_filter", "bilinear_kernel", "bilinear_upsample", "upsample_params",
 ]
+from .atrous import atrous_conv, dilated_stack, effective_kernel_size, tap_counts
+from .separable import (
+    SeparableConv2d, conv_macs, conv_params, separable_conv_bn_act, separable_conv_macs, separable_conv_params,
+    separable_cost_ratio,
+)
+
+__all__ += [
+    "atrous_conv", "dilated_stack", "effective_kernel_size", "tap_counts",
+    "SeparableConv2d", "conv_macs", "conv_params", "separable_conv_bn_act", "separable_conv_macs",
+    "separable_conv_params", "separable_cost_ratio",
+]

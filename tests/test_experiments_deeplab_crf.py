@@ -1,0 +1,63 @@
+"""Tests for segbook.experiments.deeplab_crf: batch CRF refinement, scores, grid search."""
+import pytest
+import torch
+
+from segbook.crf import dense_crf
+from segbook.experiments.deeplab_crf import (
+    crf_grid_search, crf_refine, seconds_per_image, segmentation_scores, to_uint8_hwc,
+)
+
+
+def _scene(n=2, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.zeros(n, size, size, dtype=torch.long)
+    target[:, 4:12, 3:10] = 1
+    images = torch.full((n, 3, size, size), 0.2)
+    images[:, 0][target == 1] = 0.9
+    noisy = torch.nn.functional.one_hot(target, 2).permute(0, 3, 1, 2).float() * 2 + torch.randn(n, 2, size, size, generator=g)
+    return images, noisy.softmax(1), target
+
+
+def test_to_uint8_hwc():
+    x = torch.rand(2, 3, 5, 7)
+    y = to_uint8_hwc(x)
+    assert y.shape == (2, 5, 7, 3) and y.dtype.name == "uint8" and y.flags["C_CONTIGUOUS"]
+    assert int(y[1, 2, 3, 0]) == round(float(x[1, 0, 2, 3]) * 255)
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        to_uint8_hwc(torch.rand(3, 5, 7))
+    with pytest.raises(TypeError, match="float"):
+        to_uint8_hwc(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+
+
+def test_crf_refine_is_dense_crf_per_image():
+    images, probs, _ = _scene()
+    out = crf_refine(images, probs, backend="exact", iterations=3)
+    assert out.shape == probs.shape
+    one = torch.as_tensor(dense_crf(to_uint8_hwc(images)[1], probs[1], backend="exact", iterations=3))
+    torch.testing.assert_close(out[1], one.float())
+    with pytest.raises(ValueError, match="differ"):
+        crf_refine(images[:1], probs)
+
+
+def test_scores_are_perfect_on_the_target():
+    _, _, target = _scene()
+    s = segmentation_scores(target, target, 2)
+    assert s == {"miou": 1.0, "boundary_f1": 1.0}
+
+
+def test_crf_cleans_noise_and_grid_search_picks_a_qualifying_setting():
+    images, probs, target = _scene(size=20)
+    best, rows = crf_grid_search(images, probs, target, 2, {"bilateral_compat": [0.5, 5]}, backend="exact",
+                                 base={"iterations": 5, "bilateral_sxy": 10})
+    assert rows[0]["setting"] == "no CRF" and len(rows) == 3
+    assert best["iterations"] == 5 and best["bilateral_compat"] in (0.5, 5)
+    chosen = next(r for r in rows[1:] if r["bilateral_compat"] == best["bilateral_compat"])
+    assert chosen["miou"] >= rows[0]["miou"]
+    assert max(r["boundary_f1"] for r in rows[1:]) > rows[0]["boundary_f1"]  # the CRF removes speckle
+    with pytest.raises(ValueError, match="grid"):
+        crf_grid_search(images, probs, target, 2, {})
+
+
+def test_seconds_per_image_is_positive():
+    images, probs, _ = _scene(n=1, size=8)
+    assert seconds_per_image(images, probs, backend="exact", iterations=1) > 0
