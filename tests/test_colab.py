@@ -11,7 +11,8 @@ What is simulated, and how:
   running the tests (``--system-site-packages``, no pip of its own), with the site-packages of the
   environment running the tests (which has torch, torchvision, numpy, matplotlib, IPython, pip)
   added through a ``.pth`` file, as Colab's preinstalled packages are on its kernel's path. segbook
-  itself is left out of that view (the test environment has it installed in development mode).
+  (installed in development mode in the test environment) and pydensecrf2 are left out of that
+  view, as Colab has neither.
 * **``google.colab``.** A fake package on the path; the kernel script imports it first, as Colab's
   kernel does, so ``"google.colab" in sys.modules`` holds.
 * **The notebook cell.** The chapter's first code cell, verbatim except the repository URL, which
@@ -106,12 +107,13 @@ def colab(tmp_path_factory):
     wheelhouse.mkdir()
     shutil.copy(setuptools_wheel, wheelhouse)
 
-    # Colab's preinstalled packages: the test environment's site-packages, minus segbook.
+    # Colab's preinstalled packages: the test environment's site-packages, minus segbook and
+    # pydensecrf2 (the crf extra), which Colab does not have.
     preinstalled = root / "preinstalled"
     preinstalled.mkdir()
     for site in dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]):
         for entry in Path(site).iterdir():
-            skip = entry.name.startswith(("segbook", "__editable__")) or entry.suffix == ".pth"
+            skip = entry.name.startswith(("segbook", "__editable__", "pydensecrf")) or entry.suffix == ".pth"
             if not skip and not (preinstalled / entry.name).exists():
                 (preinstalled / entry.name).symlink_to(entry)
     fake = root / "fake_colab" / "google" / "colab"
