@@ -253,11 +253,11 @@ def test_colab_cell_does_nothing_outside_colab(colab):
 def crf_wheelhouse(colab):
     sdist = _find_local("pydensecrf2-*.tar.gz")
     cython = _find_local("cython-0.29.36-*.whl") or _find_local("Cython-0.29.36-*.whl")
-    wheel = _find_local("wheel-*.whl")
-    if not (sdist and cython and wheel):
-        pytest.skip("crf extra: needs a pydensecrf2 source archive and wheels of Cython==0.29.36 and wheel in "
-                    "$SEGBOOK_WHEELHOUSE or pip's cache (pip download --no-binary :all: pydensecrf2 ...)")
-    for f in (sdist, cython, wheel):
+    wheel, packaging = _find_local("wheel-*.whl"), _find_local("packaging-*.whl", at_least=(24,))
+    if not (sdist and cython and wheel and packaging):
+        pytest.skip("crf extra: needs a pydensecrf2 source archive and wheels of its build dependencies "
+                    "(Cython==0.29.36, wheel, packaging>=24) in $SEGBOOK_WHEELHOUSE or pip's cache")
+    for f in (sdist, cython, wheel, packaging):
         shutil.copy(f, colab["wheelhouse"])
     return colab["wheelhouse"]
 
@@ -273,6 +273,7 @@ def test_crf_extra_without_a_compiler_fails_clearly(colab, crf_wheelhouse):
     assert "EXTRA_OK False" in out and "STILL True" in out, out[-3000:]
     assert "segbook[crf] NOT installed: pydensecrf2 is compiled from source and no C++ compiler was found" in out
     assert "pure-torch mean-field CRF" in out
+    assert "/nonexistent/" in out, "the build should have failed at the compiler, not earlier"
 
 
 def test_crf_extra_builds_with_a_compiler(colab, crf_wheelhouse):
