@@ -245,9 +245,9 @@ def train_deformable_demo(
     :meth:`TinyConvNet.deformable_twin`, its offsets zero) and see the same batches: training item
     ``i`` is ``blob_pair_sample(seed, i)``, test items come from ``split="test"``. Training runs
     through :func:`segbook.train.fit`: Adam (AdamW with no weight decay) at a constant ``lr``,
-    ``steps`` steps of ``batch_size`` images, one pass over fresh items. The global torch RNG is left untouched (the
-    initialisation runs under ``torch.random.fork_rng``), and on a CPU the result is
-    deterministic for a seed.
+    ``steps`` steps of ``batch_size`` images, one pass over fresh items. The global torch RNG is
+    left untouched (the initialisation runs under ``torch.random.fork_rng`` and ``fit`` is called
+    with ``seed=None``), and on a CPU the result is deterministic for a seed.
 
     Quick setting (the defaults: 120 steps x 16 images of 22x22) takes about 10-15 s on a 2-core CPU;
     pass more ``steps`` on a GPU. On the CPU the training runs with ``num_threads`` intra-op
