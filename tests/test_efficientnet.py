@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from segbook.analysis import count_macs, count_params
 from segbook.models import (
-    B0_STAGES, EfficientNet, MBConv, compound_scaling, efficientnet_scaling_table, efficientnet_small,
+    B0_STAGES, EfficientNet, MBConv, compound_scaling, efficientnet_small,
     round_filters, round_repeats,
 )
 from segbook.models.efficientnet import drop_path
@@ -131,14 +131,3 @@ def test_efficientnet_small_forward_and_attributes():
     assert m.stage_repeats == tuple(round_repeats(n, 1.2) for n in (1, 4, 3, 3, 2))
     with pytest.raises(ValueError, match="4-D"):
         m(torch.randn(3, 32, 32))
-
-
-def test_flops_grow_about_2x_per_phi_step():
-    rows = efficientnet_scaling_table((0, 1, 2, 3))
-    assert [r["phi"] for r in rows] == [0, 1, 2, 3]
-    assert [r["resolution"] for r in rows] == [32, 37, 42, 49]
-    for prev, row in zip(rows, rows[1:]):
-        assert 1.6 <= row["flops_ratio"] <= 2.5, row
-        assert row["ideal_ratio"] == pytest.approx(1.92, abs=0.005)
-        assert row["params"] > prev["params"] and row["blocks"] >= prev["blocks"]
-    assert math.isnan(rows[0]["flops_ratio"])

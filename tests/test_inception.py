@@ -80,6 +80,12 @@ def test_no_aux_logits():
     assert count_params(m) < count_params(googlenet_small(width=0.125))
 
 
+def test_googlenet_small_is_keyword_only():
+    with pytest.raises(TypeError):
+        googlenet_small(10)  # noqa: num_classes must be named, like the other builders
+    assert googlenet_small(num_classes=7, width=0.125).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+
+
 def test_googlenet_bad_input():
     m = googlenet_small(width=0.125)
     with pytest.raises(ValueError, match="images"):

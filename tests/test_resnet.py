@@ -194,6 +194,20 @@ def test_every_named_builder_pairs_a_resnet_with_its_plain_twin(depth):
     assert res(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
 
+def test_builders_are_written_out_as_defs():
+    """Each builder is a plain ``def`` in the module (found by grep and IDEs), not a generated closure."""
+    import inspect
+
+    import segbook.models.resnet as resnet_module
+
+    source = inspect.getsource(resnet_module)
+    for name in resnet_module.__all__:
+        if name.startswith(("resnet", "plain", "se_resnet")):
+            fn = getattr(resnet_module, name)
+            assert fn.__name__ == fn.__qualname__ == name
+            assert f"\ndef {name}(*," in source, f"{name} is not written out as a keyword-only def"
+
+
 def test_se_resnet20_has_one_se_module_per_block():
     from segbook.nn import SqueezeExcite
 

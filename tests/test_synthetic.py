@@ -18,6 +18,7 @@ from segbook.data import (
     render_scenes,
     render_shape_image,
 )
+from segbook.data.synthetic import render_shape_images
 
 DISC, SQUARE, TRIANGLE, RING, LINE = 1, 2, 3, 4, 5
 
@@ -526,23 +527,45 @@ def test_make_loader_empty_dataset():
         make_loader(TensorDataset(torch.empty(0)), batch_size=2)
 
 
-def test_classification_objects_are_brighter_than_their_background(monkeypatch):
+def test_classification_objects_are_brighter_than_their_background():
     """The design property that makes ShapesClassification learnable: fixed polarity."""
-    import segbook.data.synthetic as synthetic
-
-    masks = []
-    real_shape_mask = synthetic._shape_mask
-
-    def recording(kind, *args, **kwargs):
-        m = real_shape_mask(kind, *args, **kwargs)
-        masks.append((kind, m))
-        return m
-
-    monkeypatch.setattr(synthetic, "_shape_mask", recording)
-    for i in range(40):
-        masks.clear()
-        img, label = synthetic.render_shape_image(3, i, 32)
-        kind, obj = masks[-1]                      # the last shape drawn is the labelled object
-        assert kind == CLASSIFICATION_CLASSES[label]
+    images, labels, cover = render_shape_images(3, range(40), 32, return_masks=True)
+    assert labels.tolist() == [i % 10 for i in range(40)]
+    for i, (img, obj) in enumerate(zip(images, cover)):
         luminance = img.mean(axis=0)
-        assert luminance[obj].mean() > luminance[~obj].mean() + 0.1, f"image {i}: object not brighter"
+        inside, outside = obj > 0.99, obj < 0.01
+        assert inside.sum() >= 4, f"image {i}: the object covers almost nothing"
+        assert luminance[inside].mean() > luminance[outside].mean() + 0.1, f"image {i}: object not brighter"
+
+
+def test_render_shape_images_matches_single_items_in_any_batch():
+    """Item i depends only on (seed, i): the same in a batch, alone, and in another order."""
+    batch, labels = render_shape_images(7, [4, 0, 13], 24)
+    assert batch.shape == (3, 3, 24, 24) and batch.dtype == np.float32 and labels.dtype == np.int64
+    for img, label, i in zip(batch, labels, (4, 0, 13)):
+        single, single_label = render_shape_image(7, i, 24)
+        assert np.array_equal(img, single) and label == single_label == i % 10
+    again, _ = render_shape_images(7, [13, 4], 24)
+    assert np.array_equal(again[0], batch[2]) and np.array_equal(again[1], batch[0])
+
+
+def test_render_shape_images_anti_aliased_coverage_and_shape_topology():
+    _, labels, cover = render_shape_images(0, range(200), 32, return_masks=True)
+    assert cover.min() >= 0.0 and cover.max() <= 1.0
+    partial = (cover > 0.05) & (cover < 0.95)
+    assert partial.any(axis=(1, 2)).all(), "every object should have soft (anti-aliased) edge pixels"
+    area = cover.sum(axis=(1, 2))
+    mean_area = {CLASSIFICATION_CLASSES[k]: area[labels == k].mean() for k in range(10)}
+    # filled shapes cover more than their outlines of the same nominal size
+    assert mean_area["disc"] > 2 * mean_area["ring"]
+    assert mean_area["square"] > 2 * mean_area["frame"]
+    assert mean_area["disc"] > mean_area["crescent"]
+
+
+def test_render_shape_images_errors():
+    with pytest.raises(ValueError, match="non-negative"):
+        render_shape_images(0, [-1], 16)
+    with pytest.raises(ValueError, match="size must be an int >= 8"):
+        render_shape_images(0, [0], 4)
+    images, labels = render_shape_images(0, [], 16)
+    assert images.shape == (0, 3, 16, 16) and labels.shape == (0,)

@@ -27,6 +27,7 @@ from .synthetic import (
     render_scene,
     render_scenes,
     render_shape_image,
+    render_shape_images,
 )
 from .transforms import (
     IGNORE_INDEX,
@@ -51,6 +52,7 @@ __all__ = [
     "render_scene",
     "render_scenes",
     "render_shape_image",
+    "render_shape_images",
     "IGNORE_INDEX",
     "ClassificationAugment",
     "SegmentationAugment",

@@ -1,1 +1,1 @@
-"""Code that only one chapter needs (one module per chapter or topic), kept out of the core package."""
+"""Experiments that only one chapter needs (one module per chapter or topic); import the module."""

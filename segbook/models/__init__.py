@@ -1,7 +1,10 @@
-"""Models of the book. Each module follows torchvision's layout: blocks, the model, then builders."""
+"""Models of the book. Each module follows torchvision's layout: blocks, the model, then builders.
+
+Chapter experiments (toy tasks, training demos, chapter tables) live in :mod:`segbook.experiments`.
+"""
 from .efficientnet import (
     B0_STAGES, SMALL_STAGES, CompoundScaling, EfficientNet, MBConv, StageSpec, compound_scaling,
-    efficientnet_scaling_table, efficientnet_small, round_filters, round_repeats,
+    efficientnet_small, round_filters, round_repeats,
 )
 from .inception import Inception, InceptionAux, InceptionConfig, GoogLeNet, googlenet_small, inception_3a, without_reductions
 from .resnet import (
@@ -9,9 +12,27 @@ from .resnet import (
     plain44, plain56, plain110, resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, se_resnet20,
 )
 from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_connections, densenet_bc
-from .deformable_demo import (
-    BLOB_PAIR_CLASSES, DeformDemoResult, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
-)
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
 from .backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
+
+__all__ = [
+    # efficientnet
+    "B0_STAGES", "SMALL_STAGES", "CompoundScaling", "EfficientNet", "MBConv", "StageSpec", "compound_scaling",
+    "efficientnet_small", "round_filters", "round_repeats",
+    # inception
+    "Inception", "InceptionAux", "InceptionConfig", "GoogLeNet", "googlenet_small", "inception_3a",
+    "without_reductions",
+    # resnet
+    "BasicBlock", "Bottleneck", "CifarResNet", "PadShortcut", "cifar_resnet", "he_init",
+    "plain8", "plain14", "plain20", "plain32", "plain44", "plain56", "plain110",
+    "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "se_resnet20",
+    # densenet
+    "DenseBlock", "DenseLayer", "DenseNet", "Transition", "count_dense_connections", "densenet_bc",
+    # fcn
+    "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "VGGBackbone", "fcn8s", "fcn16s", "fcn32s",
+    "patch_classifier", "vgg_backbone",
+    # backbones, deeplab
+    "OUTPUT_STRIDES", "ResNetBackbone", "dilation_schedule", "resnet_backbone",
+    "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
+]

@@ -48,7 +48,6 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..analysis import count_flops, count_params
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.squeeze_excite import SqueezeExcite
 
@@ -64,7 +63,6 @@ __all__ = [
     "MBConv",
     "EfficientNet",
     "efficientnet_small",
-    "efficientnet_scaling_table",
 ]
 
 
@@ -347,7 +345,7 @@ def efficientnet_small(
     docstring: widths snap to multiples of 8 (a 16-channel stage stays 16 at ``w = 1.1`` but jumps
     to 24 at ``w = 1.21``), depths jump by whole blocks (``ceil``), the integer resolution is
     halved with rounding-up at every stride-2 stage, and stem/head/classifier scale differently
-    from the body. :func:`efficientnet_scaling_table` prints the measured numbers.
+    from the body. :func:`segbook.experiments.backbones.efficientnet_scaling_table` measures them.
     """
     s = compound_scaling(phi, alpha=alpha, beta=beta, gamma=gamma, base_resolution=base_resolution)
     model = EfficientNet(SMALL_STAGES, width_mult=s.width_mult, depth_mult=s.depth_mult,
@@ -355,40 +353,3 @@ def efficientnet_small(
                          head_channels=256, dropout=dropout, drop_path_rate=drop_path_rate)
     model.scaling, model.resolution = s, s.resolution
     return model
-
-
-def efficientnet_scaling_table(
-    phis: Sequence[float] = (0, 1, 2, 3),
-    *,
-    num_classes: int = 10,
-    base_resolution: int = 32,
-) -> list[dict]:
-    """One row per ``phi`` for the chapter's compound-scaling table.
-
-    Keys: ``phi``, ``depth_mult``, ``width_mult``, ``resolution``, ``blocks`` (MBConv count),
-    ``params``, ``flops`` (measured with :func:`~segbook.analysis.count_flops` at ``(1, 3, r, r)``),
-    ``flops_ratio`` (vs the previous row, ``nan`` for the first) and ``ideal_ratio``
-    (``(alpha beta^2 gamma^2)^(phi - phi_prev)`` = 1.92 per step). Pass the list to
-    :func:`segbook.viz.results_table`.
-    """
-    rows: list[dict] = []
-    for phi in phis:
-        m = efficientnet_small(phi, num_classes=num_classes, base_resolution=base_resolution)
-        s = m.scaling
-        flops = count_flops(m, (1, 3, s.resolution, s.resolution))
-        prev = rows[-1] if rows else None
-        rows.append({
-            "phi": phi,
-            "depth_mult": round(s.depth_mult, 3),
-            "width_mult": round(s.width_mult, 3),
-            "resolution": s.resolution,
-            "blocks": sum(m.stage_repeats),
-            "params": count_params(m),
-            "flops": flops,
-            "flops_ratio": flops / prev["flops"] if prev else float("nan"),
-            "ideal_ratio": s.flops_factor / prev["_factor"] if prev else float("nan"),
-            "_factor": s.flops_factor,
-        })
-    for r in rows:
-        r.pop("_factor")
-    return rows

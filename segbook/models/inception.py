@@ -239,7 +239,7 @@ class GoogLeNet(nn.Module):
         return x
 
 
-def googlenet_small(num_classes: int = 10, *, width: float = 0.25, aux_logits: bool = True,
+def googlenet_small(*, num_classes: int = 10, width: float = 0.25, aux_logits: bool = True,
                     dropout: float = 0.2, aux_dropout: float = 0.5) -> GoogLeNet:
     """GoogLeNet for 32x32 images with all widths scaled by ``width`` (0.25: about 0.4M parameters)."""
     return GoogLeNet(num_classes, width=width, aux_logits=aux_logits, dropout=dropout, aux_dropout=aux_dropout)

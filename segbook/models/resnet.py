@@ -355,21 +355,74 @@ def cifar_resnet(depth: int = 20, *, width: int = 16, num_classes: int = 10, sho
                        se_reduction=se_reduction, zero_init_residual=zero_init_residual)
 
 
-def _builder(depth: int, shortcuts: bool):
-    kind = "ResNet" if shortcuts else "plain net"
-
-    def build(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-        return cifar_resnet(depth, width=width, num_classes=num_classes, shortcuts=shortcuts, se_reduction=se_reduction)
-
-    build.__name__ = build.__qualname__ = f"{'resnet' if shortcuts else 'plain'}{depth}"
-    build.__doc__ = f"CIFAR {kind}-{depth} ({(depth - 2) // 6} basic blocks per stage); see :func:`cifar_resnet`."
-    return build
+def resnet8(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-8 (1 basic block per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(8, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
 
 
-resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110 = (
-    _builder(d, True) for d in (8, 14, 20, 32, 44, 56, 110))
-plain8, plain14, plain20, plain32, plain44, plain56, plain110 = (
-    _builder(d, False) for d in (8, 14, 20, 32, 44, 56, 110))
+def resnet14(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-14 (2 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(14, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def resnet20(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-20 (3 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(20, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def resnet32(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-32 (5 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(32, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def resnet44(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-44 (7 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(44, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def resnet56(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-56 (9 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(56, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def resnet110(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR ResNet-110 (18 basic blocks per stage); see :func:`cifar_resnet`."""
+    return cifar_resnet(110, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
+
+
+def plain8(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-8 (1 basic block per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(8, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain14(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-14 (2 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(14, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain20(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-20 (3 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(20, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain32(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-32 (5 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(32, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain44(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-44 (7 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(44, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain56(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-56 (9 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(56, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
+
+
+def plain110(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
+    """CIFAR plain net-110 (18 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
+    return cifar_resnet(110, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
 
 
 def se_resnet20(*, width: int = 16, num_classes: int = 10, se_reduction: int = 16) -> CifarResNet:

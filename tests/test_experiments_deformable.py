@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from segbook.models import (
-    BLOB_PAIR_CLASSES, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
+from segbook.experiments.deformable import (
+    BLOB_PAIR_CLASSES, BlobPairs, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
 )
 from segbook.nn import DeformConv2d
 
@@ -55,6 +55,14 @@ def test_dataset_geometry_and_balance():
         else:
             assert dx <= 1 and 8 <= dy <= 13
         assert min(y1, x1, y2, x2) >= 4 and max(y1, x1, y2, x2) <= 17  # margin 5 from the border
+
+
+def test_blob_pairs_dataset_holds_the_same_items():
+    ds = BlobPairs(6, seed=2, split="test", start=3)
+    assert len(ds) == 6 and ds.classes == BLOB_PAIR_CLASSES
+    x, y = ds[1]
+    ref, label = blob_pair_sample(2, 4, split="test")
+    assert torch.equal(x, ref) and int(y) == label and y.dtype == torch.long
 
 
 def test_dataset_errors():

@@ -23,6 +23,10 @@ after training, the taps of a unit centred on a blob fly out by several pixels (
 a partner blob could be, while on empty background they stay close to the 3x3 grid (seed 0: mean
 ``|offset|`` 1.3 px, standard deviation across positions 1.6 px).
 
+Both nets train through :func:`segbook.train.fit` (Adam: AdamW without weight decay, constant
+learning rate, one pass over ``steps * batch_size`` fresh items of :class:`BlobPairs`) and are
+scored with :func:`segbook.train.evaluate`.
+
 Measured on the 2-core CPU (quick setting: 120 steps of 16 images, held-out test set of 256):
 
 ====  ===============  ====================  ==============
@@ -43,7 +47,6 @@ between about 60 and 80 steps depending on the seed, hence the default of 120.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -51,13 +54,17 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
+from ..data.synthetic import make_loader
 from ..nn.deform import DeformConv2d
+from ..train import evaluate, fit
 
 __all__ = [
     "BLOB_PAIR_CLASSES",
     "blob_pair_sample",
     "blob_pair_batch",
+    "BlobPairs",
     "TinyConvNet",
     "DeformDemoResult",
     "train_deformable_demo",
@@ -137,6 +144,24 @@ def blob_pair_batch(seed: int, start: int, n: int, *, split: str = "train", **kw
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
 
 
+class BlobPairs(Dataset):
+    """Items ``start .. start + n - 1`` of the blob-pair task as a dataset (rendered once).
+
+    Items: ``(image float32 [1, S, S], label int64 scalar)``; ``kwargs`` go to :func:`blob_pair_sample`.
+    """
+
+    classes = BLOB_PAIR_CLASSES
+
+    def __init__(self, n: int, *, seed: int = 0, split: str = "train", start: int = 0, **kwargs) -> None:
+        self.images, self.labels = blob_pair_batch(seed, start, n, split=split, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[i], self.labels[i]
+
+
 class TinyConvNet(nn.Module):
     """``conv3x3-BN-ReLU -> conv3x3-BN-ReLU -> global average pool -> linear``: ``[N, C, H, W] -> [N, K]``.
 
@@ -202,28 +227,6 @@ class DeformDemoResult:
                 f"loss={self.deform_loss:.3f}, {self.seconds:.1f}s)")
 
 
-def _train(model: nn.Module, seed: int, steps: int, batch_size: int, lr: float, device: torch.device,
-           data_kwargs: dict) -> list[float]:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    history = []
-    for step in range(steps):
-        x, y = blob_pair_batch(seed, step * batch_size, batch_size, **data_kwargs)
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append(float(loss.detach()))
-    return history
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[float, float]:
-    model.eval()
-    logits = torch.cat([model(xb.to(device)).cpu() for xb in x.split(128)])
-    return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
-
-
 def train_deformable_demo(
     seed: int = 0,
     steps: int = 120,
@@ -240,10 +243,11 @@ def train_deformable_demo(
 
     Both nets start from the *same* weights (the twin is built with
     :meth:`TinyConvNet.deformable_twin`, its offsets zero) and see the same batches: training item
-    ``i`` is ``blob_pair_sample(seed, i)``, test items come from ``split="test"``. Adam, ``lr``,
-    ``steps`` steps of ``batch_size`` images. The global torch RNG is left untouched (the
-    initialisation runs under ``torch.random.fork_rng``), and on a CPU the result is
-    deterministic for a seed.
+    ``i`` is ``blob_pair_sample(seed, i)``, test items come from ``split="test"``. Training runs
+    through :func:`segbook.train.fit`: Adam (AdamW with no weight decay) at a constant ``lr``,
+    ``steps`` steps of ``batch_size`` images, one pass over fresh items. The global torch RNG is
+    left untouched (the initialisation runs under ``torch.random.fork_rng`` and ``fit`` is called
+    with ``seed=None``), and on a CPU the result is deterministic for a seed.
 
     Quick setting (the defaults: 120 steps x 16 images of 22x22) takes about 10-15 s on a 2-core CPU;
     pass more ``steps`` on a GPU. On the CPU the training runs with ``num_threads`` intra-op
@@ -267,23 +271,29 @@ def train_deformable_demo(
         torch.manual_seed(seed)
         plain = TinyConvNet(channels=channels)
         deform = plain.deformable_twin()
-    plain.to(device)
-    deform.to(device)
+    # Training item i is blob_pair_sample(seed, i): step s sees items s*B .. s*B + B - 1, in order.
+    train_loader = make_loader(BlobPairs(steps * batch_size, seed=seed, **data_kwargs), batch_size)
+    test_set = BlobPairs(test_size, seed=seed, split="test", **data_kwargs)
+    test_loader = make_loader(test_set, 128)
     old_threads = torch.get_num_threads()
     if device.type == "cpu" and num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
         t0 = time.perf_counter()
-        plain_hist = _train(plain, seed, steps, batch_size, lr, device, data_kwargs)
-        deform_hist = _train(deform, seed, steps, batch_size, lr, device, data_kwargs)
+        hist = {}
+        for name, model in (("plain", plain), ("deformable", deform)):
+            hist[name] = fit(model, train_loader, task="classification", num_classes=2, epochs=1, lr=lr,
+                             weight_decay=0.0, optimizer="adamw", schedule=None, device=device, seed=None,
+                             progress=False, log=False, desc=name)
         seconds = time.perf_counter() - t0
-        x_test, y_test = blob_pair_batch(seed, 0, test_size, split="test", **data_kwargs)
-        p_acc, p_loss = _evaluate(plain, x_test, y_test, device)
-        d_acc, d_loss = _evaluate(deform, x_test, y_test, device)
+        scores = {name: evaluate(model, test_loader, task="classification", num_classes=2, device=device)
+                  for name, model in (("plain", plain), ("deformable", deform))}
     finally:
         torch.set_num_threads(old_threads)
     return DeformDemoResult(
-        seed=seed, steps=steps, plain_accuracy=p_acc, plain_loss=p_loss, deform_accuracy=d_acc,
-        deform_loss=d_loss, plain_model=plain, deform_model=deform, plain_history=plain_hist,
-        deform_history=deform_hist, seconds=seconds, test_images=x_test[:16], test_labels=y_test[:16],
+        seed=seed, steps=steps, plain_accuracy=scores["plain"]["accuracy"], plain_loss=scores["plain"]["loss"],
+        deform_accuracy=scores["deformable"]["accuracy"], deform_loss=scores["deformable"]["loss"],
+        plain_model=plain, deform_model=deform, plain_history=hist["plain"].step_loss,
+        deform_history=hist["deformable"].step_loss, seconds=seconds,
+        test_images=test_set.images[:16], test_labels=test_set.labels[:16],
     )
