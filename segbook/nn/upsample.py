@@ -280,13 +280,17 @@ def transposed_padding(kernel_size: int, factor: int) -> tuple[int, int]:
 
     Solves ``k - 2 p + output_padding = f`` with the smallest ``p >= 0``:
     ``p = max(0, ceil((k - f) / 2))``, ``output_padding = f - k + 2 p`` (0 or 1 when ``k >= f``).
+    Raises ``ValueError`` for ``f = 1`` with an even ``k`` (no exact solution).
     Examples for ``f = 2``: ``k = 3 -> (1, 1)``, ``k = 4 -> (1, 0)``, ``k = 2 -> (0, 0)``.
     """
     f = _check_factor(factor)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
     p = max(0, -(-(kernel_size - f) // 2))
-    return p, f - kernel_size + 2 * p
+    op = f - kernel_size + 2 * p
+    if op >= f:  # only f = 1 with an even kernel: k - 2p is odd, it cannot equal 1 without output_padding 1
+        raise ValueError(f"no padding makes a kernel of size {kernel_size} with stride {f} keep the size exactly; use an odd kernel")
+    return p, op
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Experiment code used by single chapters (one module per chapter), tested like the rest of segbook."""
