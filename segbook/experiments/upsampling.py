@@ -32,6 +32,7 @@ __all__ = [
     "UPSAMPLER_LABELS",
     "UpsamplingDecoder",
     "SuperResolutionNet",
+    "Autoencoder",
     "downsample_pairs",
     "RegressionHistory",
     "train_regression",
@@ -120,6 +121,39 @@ class SuperResolutionNet(nn.Module):
         if self.residual:
             out = out + F.interpolate(x, size=out.shape[-2:], mode="bilinear", align_corners=False)
         return out
+
+
+class Autoencoder(nn.Module):
+    """An image autoencoder whose decoder upsamples with ``num_stages`` 2x upsamplers of one kind.
+
+    Shapes: ``[N, 3, H, W] -> [N, 3, H, W]`` for ``H, W`` multiples of ``2^num_stages``. Encoder:
+    a 3x3 conv, then per stage a 3x3 conv and 2x2 average pooling (so the encoder itself adds no
+    grid), to ``width`` channels at ``H / 2^n``. Decoder: per stage an upsampler and a ReLU, the
+    last upsampler outputs RGB directly (as the last layer of an image generator), so nothing
+    after it can smooth its pattern away.
+    """
+
+    def __init__(self, kind: str, *, width: int = 32, channels: int = 3, num_stages: int = 3) -> None:
+        super().__init__()
+        if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
+            raise ValueError(f"num_stages must be a positive int, got {num_stages!r}")
+        self.kind, self.channels, self.num_stages = kind, channels, num_stages
+        enc: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(num_stages):
+            enc += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+        dec: list[nn.Module] = []
+        for i in range(num_stages):
+            last = i == num_stages - 1
+            dec.append(make_upsampler(kind, width, channels if last else width))
+            if not last:
+                dec.append(nn.ReLU(inplace=True))
+        self.encode, self.decode = nn.Sequential(*enc), nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        m = 2 ** self.num_stages
+        if x.dim() != 4 or x.shape[1] != self.channels or x.shape[-2] % m or x.shape[-1] % m:
+            raise ValueError(f"Autoencoder expects [N, {self.channels}, H, W] with H, W multiples of {m}, got {tuple(x.shape)}")
+        return self.decode(self.encode(x))
 
 
 def scene_images(dataset) -> torch.Tensor:
