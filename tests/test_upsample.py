@@ -96,3 +96,166 @@ def test_errors():
         bilinear_upsample(torch.ones(1, 1, 4, 4, dtype=torch.long), 2)
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         BilinearConvTranspose2d(3, 2)(torch.randn(1, 2, 4, 4))
+
+
+# ------------------------------------------------------------------------------------------------
+# Transposed convolution as a scatter-add, resize-convolution, operator matrices
+# ------------------------------------------------------------------------------------------------
+import itertools
+
+import torch.nn as nn
+
+from segbook.nn.upsample import (
+    UPSAMPLERS, ResizeConv2d, conv_transpose2d_scatter, conv_transpose_output_size, make_upsampler,
+    operator_matrix, transposed_padding,
+)
+
+GRID = [(k, s, p, op, d) for k, s, p, op, d in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [0, 1, 2], [0, 1, 2], [1, 2])
+        if op < max(s, d)]
+
+
+@pytest.mark.parametrize("k,s,p,op,d", GRID)
+def test_output_size_formula_matches_torch(k, s, p, op, d):
+    for size in (1, 4, 7):
+        expected = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if expected < 1:
+            with pytest.raises(ValueError, match="reduce the padding"):
+                conv_transpose_output_size(size, k, s, p, op, d)
+            continue
+        layer = nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op, dilation=d)
+        got = layer(torch.zeros(1, 1, size, size + 1)).shape[-2:]
+        assert conv_transpose_output_size(size, k, s, p, op, d) == got[0] == expected
+        assert conv_transpose_output_size(size + 1, k, s, p, op, d) == got[1]
+
+
+@pytest.mark.parametrize("k,s,p,op,d", GRID)
+def test_scatter_equals_conv_transpose2d(k, s, p, op, d):
+    gen = torch.Generator().manual_seed(k * 100 + s * 10 + p + 7 * op + 3 * d)
+    x = torch.randn(2, 4, 5, 6, generator=gen, dtype=torch.float64)
+    if (5 - 1) * s - 2 * p + d * (k - 1) + op + 1 < 1:
+        pytest.skip("padding crops everything")
+    for groups in (1, 2):
+        w = torch.randn(4, 3, k, k, generator=gen, dtype=torch.float64)
+        b = torch.randn(3 * groups, generator=gen, dtype=torch.float64)
+        ref = F.conv_transpose2d(x, w, b, stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
+        got = conv_transpose2d_scatter(x, w, b, stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max().item() < 1e-10
+
+
+def test_scatter_matches_module_with_rectangular_settings_and_float32():
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(3, 5, (3, 4), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), dilation=(1, 2))
+    x = torch.randn(2, 3, 4, 5)
+    got = conv_transpose2d_scatter(x, layer.weight, layer.bias, stride=(2, 3), padding=(1, 0),
+                                   output_padding=(1, 2), dilation=(1, 2))
+    torch.testing.assert_close(got, layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_scatter_worked_example():
+    # One channel, 1-D along the width: x = [1, 2], kernel [1, 10, 100], stride 2.
+    x = torch.tensor([[[[1.0, 2.0]]]])
+    w = torch.tensor([[[[1.0, 10.0, 100.0]]]])
+    y = conv_transpose2d_scatter(x, w, stride=(1, 2))
+    assert y.flatten().tolist() == [1.0, 10.0, 102.0, 20.0, 200.0]
+
+
+def test_scatter_is_the_gradient_of_a_strided_conv():
+    torch.manual_seed(1)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    y = F.conv2d(x, w, stride=2, padding=1)
+    g = torch.randn_like(y)
+    y.backward(g)
+    torch.testing.assert_close(conv_transpose2d_scatter(g, w, stride=2, padding=1, output_padding=1), x.grad)
+
+
+def test_scatter_errors():
+    with pytest.raises(ValueError, match=r"\[N, C_in, H, W\]"):
+        conv_transpose2d_scatter(torch.randn(3, 4, 4), torch.randn(3, 1, 2, 2))
+    with pytest.raises(ValueError, match="input channels"):
+        conv_transpose2d_scatter(torch.randn(1, 3, 4, 4), torch.randn(2, 1, 2, 2))
+    with pytest.raises(ValueError, match="groups"):
+        conv_transpose2d_scatter(torch.randn(1, 3, 4, 4), torch.randn(3, 1, 2, 2), groups=2)
+    with pytest.raises(ValueError, match="stride"):
+        conv_transpose2d_scatter(torch.randn(1, 3, 4, 4), torch.randn(3, 1, 2, 2), stride=0)
+    with pytest.raises(ValueError, match="output_padding"):
+        conv_transpose_output_size(4, 3, 2, 1, 2)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8])
+def test_transposed_padding_gives_exact_factor(k, factor):
+    if factor == 1 and k % 2 == 0:
+        with pytest.raises(ValueError, match="odd kernel"):
+            transposed_padding(k, factor)
+        return
+    p, op = transposed_padding(k, factor)
+    assert p >= 0 and 0 <= op < factor
+    for size in (1, 3, 8):
+        assert conv_transpose_output_size(size, k, factor, p, op) == factor * size
+    assert transposed_padding(3, 2) == (1, 1) and transposed_padding(4, 2) == (1, 0)
+
+
+@pytest.mark.parametrize("kind", UPSAMPLERS)
+def test_make_upsampler_doubles_any_size(kind):
+    torch.manual_seed(0)
+    up = make_upsampler(kind, 3, 5)
+    for h, w in ((1, 1), (4, 7), (9, 6)):
+        assert up(torch.randn(2, 3, h, w)).shape == (2, 5, 2 * h, 2 * w)
+    assert make_upsampler(kind, 2, 2, factor=3)(torch.randn(1, 2, 4, 5)).shape == (1, 2, 12, 15)
+    with pytest.raises(ValueError, match="unknown upsampler"):
+        make_upsampler("deconv", 3, 5)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_resize_conv_is_interpolation_then_conv_and_flat_in_flat_out(mode):
+    torch.manual_seed(0)
+    layer = ResizeConv2d(3, 4, 3, mode=mode)
+    x = torch.randn(2, 3, 5, 6)
+    ref = layer.conv(F.interpolate(x, size=(10, 12), mode=mode, **({} if mode == "nearest" else {"align_corners": False})))
+    torch.testing.assert_close(layer(x), ref)
+    flat = layer(torch.full((1, 3, 6, 6), 0.7))[..., 2:-2, 2:-2]   # away from the zero padding
+    assert (flat - flat[..., :1, :1]).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="odd"):
+        ResizeConv2d(3, 4, 4)
+    with pytest.raises(ValueError, match="mode"):
+        ResizeConv2d(3, 4, 3, mode="bicubic")
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        layer(torch.randn(1, 2, 4, 4))
+
+
+def test_operator_matrix_of_nearest_upsampling_and_of_compositions():
+    up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+    m = operator_matrix(up, (1, 2, 2))
+    assert m.shape == (16, 4)
+    assert m.sum(1).tolist() == [1.0] * 16 and m.sum(0).tolist() == [4.0] * 4   # each output copies one input
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    assert (m @ x).view(4, 4).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    torch.manual_seed(0)
+    layer = ResizeConv2d(2, 3, 3, bias=False)
+    full = operator_matrix(layer, (2, 4, 4))
+    conv_m = operator_matrix(layer.conv, (2, 8, 8))
+    up_m = operator_matrix(layer.resize, (2, 4, 4))
+    torch.testing.assert_close(full, conv_m @ up_m)
+    xr = torch.randn(1, 2, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(full @ xr.flatten(), layer.double()(xr).flatten())
+
+
+def test_operator_matrix_transposed_conv_is_transpose_of_strided_conv():
+    torch.manual_seed(0)
+    w = torch.randn(1, 1, 3, 3, dtype=torch.float64)
+    conv = operator_matrix(lambda t: F.conv2d(t, w, stride=2, padding=1), (1, 6, 6))
+    tconv = operator_matrix(lambda t: F.conv_transpose2d(t, w, stride=2, padding=1, output_padding=1), (1, 3, 3))
+    torch.testing.assert_close(tconv, conv.T)
+
+
+def test_operator_matrix_errors():
+    with pytest.raises(ValueError, match="affine"):
+        operator_matrix(nn.Conv2d(1, 1, 3, padding=1), (1, 4, 4))
+    with pytest.raises(ValueError, match="not linear"):
+        operator_matrix(lambda t: t.relu(), (1, 3, 3))
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        operator_matrix(lambda t: t, (4, 4))
+    with pytest.raises(ValueError, match="too large"):
+        operator_matrix(lambda t: t, (3, 100, 100))

@@ -1,4 +1,35 @@
-"""Upsampling layers: transposed convolution initialised to bilinear interpolation (FCN).
+"""Upsampling layers: transposed convolution (as a scatter-add, and bilinear-initialised as in FCN),
+resize-convolution, and the matrix of any linear upsampling operator.
+
+Transposed convolution as a scatter-add
+---------------------------------------
+A strided convolution *gathers*: output ``y[o]`` is a weighted sum of the inputs in a window
+starting at ``o s - p``. A transposed convolution *scatters*: every input value ``x[i]`` multiplies
+the whole kernel and adds it into the output starting at position ``i s - p``, with taps ``d``
+apart (1-D, one channel)::
+
+    y[i s - p + d a] += x[i] w[a]        for every input i and kernel tap a = 0 .. k-1
+
+Overlapping copies are summed. The output has ``(H - 1) s - 2 p + d (k - 1) + output_padding + 1``
+positions (:func:`conv_transpose_output_size`): ``(H - 1) s + d (k - 1) + 1`` is the extent of the
+scattered copies, ``p`` is cropped from each side, and ``output_padding`` extra rows and columns
+are added at the bottom and right (they only receive contributions when ``p > 0``). Read as
+matrices, the scatter is the transpose of the gather: ``conv_transpose2d`` with weight ``w`` is
+``C^T`` where ``C`` is the matrix of ``conv2d`` with the same weight, stride, padding and
+dilation, which is why autograd uses it as the gradient of a strided convolution
+(Dumoulin & Visin 2016). :func:`conv_transpose2d_scatter` writes the scatter out with one
+``index_add_`` (no Python loop over pixels) and equals ``F.conv_transpose2d``.
+
+Resize-convolution
+------------------
+Odena, Dumoulin & Olah (2016) replace the transposed convolution by interpolation (nearest or
+bilinear) followed by an ordinary stride-1 convolution: :class:`ResizeConv2d`. Every output pixel
+then receives the same number of kernel taps, so a constant input gives a constant output away
+from the border, at any weights. :func:`make_upsampler` builds either kind with the same
+signature, mapping ``[N, C_in, H, W] -> [N, C_out, f H, f W]``.
+
+Bilinear-initialised transposed convolution (FCN)
+-------------------------------------------------
 
 FCN (Long et al. 2015) upsamples coarse score maps with a transposed ("backwards strided")
 convolution whose kernel starts as bilinear interpolation and may then be learned. For an
@@ -29,6 +60,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
+    "conv_transpose_output_size",
+    "conv_transpose2d_scatter",
+    "transposed_padding",
+    "ResizeConv2d",
+    "UPSAMPLERS",
+    "make_upsampler",
+    "operator_matrix",
     "upsample_params",
     "bilinear_filter",
     "bilinear_kernel",
@@ -140,3 +178,228 @@ class BilinearConvTranspose2d(nn.ConvTranspose2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", factor={self.factor}, learnable={self.weight.requires_grad}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Transposed convolution as an explicit scatter-add
+# ----------------------------------------------------------------------------------------------
+def _pair(v, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        pair = tuple(v)
+    else:
+        pair = (v, v)
+    for item in pair:
+        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum} (or a pair of them), got {v!r}")
+    return pair  # type: ignore[return-value]
+
+
+def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                               output_padding: int = 0, dilation: int = 1) -> int:
+    """Output length of a transposed convolution along one axis.
+
+    ``(size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1``,
+    the formula of ``nn.ConvTranspose2d``. Example: ``size=4, kernel_size=3, stride=2,
+    padding=1, output_padding=1 -> 8`` (exact 2x upsampling).
+
+    Raises ``ValueError`` when the result is not positive (the padding crops everything) or when
+    ``output_padding`` is not smaller than ``stride`` or ``dilation`` (PyTorch's rule: larger
+    values would add rows that no input can reach).
+    """
+    for name, v, lo in (("size", size, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                        ("padding", padding, 0), ("output_padding", output_padding, 0), ("dilation", dilation, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    if output_padding >= max(stride, dilation):
+        raise ValueError(
+            f"output_padding={output_padding} must be smaller than stride ({stride}) or dilation ({dilation})"
+        )
+    out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+    if out < 1:
+        raise ValueError(
+            f"a transposed conv with kernel {kernel_size}, stride {stride}, padding {padding} on {size} "
+            f"positions gives {out} outputs; reduce the padding"
+        )
+    return out
+
+
+def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                             stride=1, padding=0, output_padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
+    """``F.conv_transpose2d`` written as a scatter-add: each input pixel adds a scaled kernel into the output.
+
+    Shapes: ``x [N, C_in, H, W]``, ``weight [C_in, C_out / groups, kH, kW]`` (the layout of
+    ``nn.ConvTranspose2d.weight``), ``bias [C_out]`` -> ``[N, C_out, H_out, W_out]`` with sizes from
+    :func:`conv_transpose_output_size`.
+
+    The computation, with no loop over pixels:
+
+    1. ``contrib[n, o, i, j, a, b] = sum_c x[n, c, i, j] * weight[c, o, a, b]`` (within a group):
+       every input pixel's copy of the kernel, scaled by its value.
+    2. The copy of pixel ``(i, j)`` lands on the canvas rows ``i s + a d`` and columns
+       ``j s + b d``; ``index_add_`` sums all copies into a canvas of
+       ``(H - 1) s + d (k - 1) + 1 + output_padding`` rows (and columns), overlaps added up.
+    3. ``padding`` rows and columns are cropped from each side of the canvas; then the bias is added.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a tensor [N, C_in, H, W], got {getattr(x, 'shape', type(x))}")
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise ValueError(f"weight must be a tensor [C_in, C_out/groups, kH, kW], got {getattr(weight, 'shape', type(weight))}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"groups must be a positive int dividing C_in={x.shape[1]}, got {groups!r}")
+    if weight.shape[0] != x.shape[1]:
+        raise ValueError(f"weight has {weight.shape[0]} input channels but x has {x.shape[1]}: weight must be [C_in, C_out/groups, kH, kW]")
+    s, p, op, d = (_pair(stride, "stride", 1), _pair(padding, "padding", 0),
+                   _pair(output_padding, "output_padding", 0), _pair(dilation, "dilation", 1))
+    n, c_in, h, w = x.shape
+    k = weight.shape[-2:]
+    out_hw = [conv_transpose_output_size(size, k[i], s[i], p[i], op[i], d[i]) for i, size in enumerate((h, w))]
+    canvas = [(size - 1) * s[i] + d[i] * (k[i] - 1) + 1 + op[i] for i, size in enumerate((h, w))]
+    c_out_g = weight.shape[1]
+    # 1. scaled kernel copies, per group: [N, G, C_out/G, H, W, kH, kW]
+    xg = x.reshape(n, groups, c_in // groups, h, w)
+    wg = weight.reshape(groups, c_in // groups, c_out_g, k[0], k[1])
+    contrib = torch.einsum("ngchw,gcoab->ngohwab", xg, wg).reshape(n, groups * c_out_g, -1)
+    # 2. where each copy lands on the canvas (flat index), same order as contrib's last dim
+    rows = (torch.arange(h, device=x.device) * s[0])[:, None] + (torch.arange(k[0], device=x.device) * d[0])[None, :]
+    cols = (torch.arange(w, device=x.device) * s[1])[:, None] + (torch.arange(k[1], device=x.device) * d[1])[None, :]
+    target = (rows[:, None, :, None] * canvas[1] + cols[None, :, None, :]).reshape(-1)   # [H, W, kH, kW] -> flat
+    out = x.new_zeros(n, groups * c_out_g, canvas[0] * canvas[1])
+    out.index_add_(2, target, contrib)
+    out = out.view(n, groups * c_out_g, canvas[0], canvas[1])
+    # 3. crop the padding
+    out = out[..., p[0]: p[0] + out_hw[0], p[1]: p[1] + out_hw[1]]
+    if bias is not None:
+        out = out + bias.view(1, -1, 1, 1)
+    return out
+
+
+def transposed_padding(kernel_size: int, factor: int) -> tuple[int, int]:
+    """``(padding, output_padding)`` that make a transposed conv with stride ``factor`` upsample exactly ``factor`` times.
+
+    Solves ``k - 2 p + output_padding = f`` with the smallest ``p >= 0``:
+    ``p = max(0, ceil((k - f) / 2))``, ``output_padding = f - k + 2 p`` (0 or 1 when ``k >= f``).
+    Raises ``ValueError`` for ``f = 1`` with an even ``k`` (no exact solution).
+    Examples for ``f = 2``: ``k = 3 -> (1, 1)``, ``k = 4 -> (1, 0)``, ``k = 2 -> (0, 0)``.
+    """
+    f = _check_factor(factor)
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
+    p = max(0, -(-(kernel_size - f) // 2))
+    op = f - kernel_size + 2 * p
+    if op >= f:  # only f = 1 with an even kernel: k - 2p is odd, it cannot equal 1 without output_padding 1
+        raise ValueError(f"no padding makes a kernel of size {kernel_size} with stride {f} keep the size exactly; use an odd kernel")
+    return p, op
+
+
+# ----------------------------------------------------------------------------------------------
+# Resize-convolution and a common builder
+# ----------------------------------------------------------------------------------------------
+class ResizeConv2d(nn.Module):
+    """Interpolate by ``factor`` (nearest or bilinear), then a stride-1 ``k x k`` convolution ("same" padding).
+
+    Shapes: ``[N, C_in, H, W] -> [N, C_out, factor H, factor W]``, like a transposed conv built by
+    :func:`make_upsampler`. The interpolation is fixed; only the convolution is learned.
+    Bilinear uses ``align_corners=False`` (the convention of ``F.interpolate``). Odd kernel sizes
+    only, so the "same" padding ``k // 2`` keeps the size.
+
+    Args:
+        in_channels, out_channels: channels before and after.
+        kernel_size: of the convolution (odd).
+        factor: integer upsampling factor.
+        mode: ``"nearest"`` or ``"bilinear"``.
+        bias: add a bias in the convolution.
+    """
+
+    MODES = ("nearest", "bilinear")
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, factor: int = 2,
+                 mode: str = "nearest", bias: bool = True) -> None:
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int (so 'same' padding keeps the size), got {kernel_size!r}")
+        self.factor = _check_factor(factor)
+        self.mode = mode
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed interpolation alone: ``[N, C, H, W] -> [N, C, f H, f W]``."""
+        size = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
+        if self.mode == "nearest":
+            return F.interpolate(x, size=size, mode="nearest")
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects [N, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        return self.conv(self.resize(x))
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, mode={self.mode!r}"
+
+
+UPSAMPLERS = ("transposed3", "transposed4", "nearest", "bilinear")
+
+
+def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: int = 2, bias: bool = True) -> nn.Module:
+    """An exact ``factor``-times upsampling layer ``[N, C_in, H, W] -> [N, C_out, f H, f W]`` of one of four kinds.
+
+    ``"transposed3"``: ``nn.ConvTranspose2d`` with kernel ``f + 1`` (3 for ``f = 2``), stride ``f``:
+    the kernel size is not a multiple of the stride, overlaps are uneven.
+    ``"transposed4"``: kernel ``2 f`` (4 for ``f = 2``), stride ``f``: even overlap.
+    ``"nearest"`` / ``"bilinear"``: :class:`ResizeConv2d` with a 3x3 convolution.
+    Padding and output padding come from :func:`transposed_padding`.
+    """
+    f = _check_factor(factor)
+    if kind in ("transposed3", "transposed4"):
+        k = f + 1 if kind == "transposed3" else 2 * f
+        p, op = transposed_padding(k, f)
+        return nn.ConvTranspose2d(in_channels, out_channels, k, stride=f, padding=p, output_padding=op, bias=bias)
+    if kind in ("nearest", "bilinear"):
+        return ResizeConv2d(in_channels, out_channels, 3, factor=f, mode=kind, bias=bias)
+    raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLERS}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear operators as matrices
+# ----------------------------------------------------------------------------------------------
+def operator_matrix(op, input_shape, *, dtype: torch.dtype = torch.float64, check_linear: bool = True) -> torch.Tensor:
+    """The matrix ``M`` of a linear map ``op`` on tensors of ``input_shape``: ``op(x).flatten() == M @ x.flatten()``.
+
+    Built by applying ``op`` to every basis image (one-hot tensor) at once: column ``j`` of ``M`` is
+    ``op(e_j)`` flattened. Shapes: ``input_shape = (C, H, W)`` (no batch dimension; ``op`` is called
+    on a batch ``[C H W, C, H, W]``) -> ``M [numel(op output), C H W]``.
+
+    Works for any linear upsampling or convolution (``F.interpolate``, ``nn.ConvTranspose2d`` and
+    ``nn.Conv2d`` without bias, :class:`ResizeConv2d` with ``bias=False``, compositions). With
+    ``check_linear`` it raises ``ValueError`` when ``op(0) != 0`` (a bias: the map is affine, not
+    linear) or when ``op`` is not linear on a random input. Modules are run in float64 under
+    ``torch.no_grad`` on a copy of their parameters' dtype (the module itself is not changed).
+    """
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    numel = shape[0] * shape[1] * shape[2]
+    if numel > 16384:
+        raise ValueError(f"input_shape {shape} has {numel} entries; the dense matrix would be too large (max 16384)")
+    if isinstance(op, nn.Module):
+        import copy
+        op = copy.deepcopy(op).to(dtype).eval()
+    basis = torch.eye(numel, dtype=dtype).view(numel, *shape)
+    with torch.no_grad():
+        cols = op(basis)
+        matrix = cols.reshape(numel, -1).T.contiguous()
+        if check_linear:
+            zero = op(torch.zeros(1, *shape, dtype=dtype))
+            if zero.abs().max().item() > 1e-12:
+                raise ValueError("op(0) is not 0: the map is affine (a bias?), not linear; build it with bias=False")
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(1, *shape, generator=gen, dtype=dtype)
+            err = (op(x).flatten() - matrix @ x.flatten()).abs().max().item()
+            if err > 1e-8 * max(1.0, matrix.abs().max().item()):
+                raise ValueError(f"op is not linear: op(x) differs from M x by {err:.2e} on a random x")
+    return matrix

@@ -1,0 +1,148 @@
+"""Measuring checkerboard artifacts: overlap (coverage) maps and a checkerboard score.
+
+Coverage
+--------
+A transposed convolution with kernel ``k`` and stride ``s`` pastes one copy of the kernel per
+input pixel, ``s`` pixels apart. The *coverage* of an output pixel is how many copies overlap
+there: the output of the same transposed convolution applied to an all-ones input with an
+all-ones kernel. In 1-D, away from the border, coverage is periodic with period ``s``: positions
+get ``floor(k / s)`` or ``ceil(k / s)`` copies, equal only when ``s`` divides ``k`` (Odena et al.
+2016). A 2-D kernel is ``k x k``, so the 2-D coverage is the outer product of the 1-D ones and the
+max/min ratio is squared: ``k=3, s=2`` gives 1 and 2 in 1-D and 1, 2, 4 in 2-D (ratio 4), ``k=4,
+s=2`` gives 2 everywhere (ratio 1). Stacking layers multiplies the patterns into a coarser,
+more uneven one (period ``s1 s2 ...``). :func:`coverage_map` computes the coverage of a stack
+of layers on the interior, where no copy is missing because of the border.
+
+Checkerboard score
+------------------
+For a map ``x`` of size ``H x W`` (multiples of the period ``P``), split the pixels into the
+``P x P`` *phases* ``(a, b)``: ``x[a::P, b::P]``. A checkerboard is a pattern that repeats with
+period ``P``, so it shows up as differences between the phase means ``m_ab``. The score is the
+fraction of the map's variance explained by the phase means::
+
+    score(x) = sum_ab (H W / P^2) (m_ab - m)^2 / sum_ij (x_ij - m)^2         (m: the mean of x)
+
+Equivalently (Parseval): the energy of the 2-D DFT at the ``P^2 - 1`` non-zero frequencies that
+are multiples of ``(H/P, W/P)`` (the frequencies of any ``P``-periodic pattern) over the energy
+at all non-zero frequencies. It lies in ``[0, 1]``: 1 for a pure ``P``-periodic pattern (a
+checkerboard ``(-1)^(i+j)``), 0 for a constant map (defined as 0 when the variance vanishes), and
+close to ``(P^2 - 1) / (H W)`` for white noise. It does not change when ``x`` is scaled or
+shifted (``a x + b``, ``a != 0``), so brightness and contrast do not matter. A smooth image has
+almost no energy at those frequencies; a network output with checkerboard artifacts has.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score"]
+
+
+def _layers(layers) -> list[tuple[int, int]]:
+    if isinstance(layers, tuple) and len(layers) == 2 and all(isinstance(v, int) for v in layers):
+        layers = [layers]
+    out = []
+    for layer in layers:
+        if not (isinstance(layer, (tuple, list)) and len(layer) == 2):
+            raise ValueError(f"layers must be (kernel_size, stride) pairs, got {layer!r}")
+        k, s = layer
+        for name, v in (("kernel_size", k), ("stride", s)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r} in {layer!r}")
+        out.append((k, s))
+    if not out:
+        raise ValueError("layers is empty: give at least one (kernel_size, stride) pair")
+    return out
+
+
+def stack_margin(layers) -> int:
+    """Output positions at each border that miss some kernel copies, for a stack of transposed convs.
+
+    ``layers``: ``(kernel_size, stride)`` pairs, first layer first. One layer without padding:
+    ``k - 1`` (the first and last ``k - 1`` outputs lack copies from inputs before the first or
+    after the last); each further layer scales the margin by its stride and adds its own
+    ``k - 1``: ``m_i = m_(i-1) s_i + k_i - 1``.
+    """
+    m = 0
+    for k, s in _layers(layers):
+        m = m * s + k - 1
+    return m
+
+
+def coverage_1d(layers, *, periods: int = 2) -> torch.Tensor:
+    """Interior coverage of a stack of 1-D transposed convs: ``periods`` repeats of the pattern, int64 ``[periods * S]``.
+
+    ``S = s1 s2 ...`` is the period. Computed by running the stack (all-ones kernels, no padding)
+    on an all-ones input long enough to have an interior, then cropping :func:`stack_margin` from
+    each side (the phase of the pattern is then that of the output positions after the margin).
+    Examples: ``coverage_1d((3, 2)) -> [2, 1, 2, 1]``, ``coverage_1d((4, 2)) -> [2, 2, 2, 2]``,
+    ``coverage_1d([(3, 2), (3, 2)]) -> [3, 1, 3, 2, 3, 1, 3, 2]``.
+    """
+    layers = _layers(layers)
+    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+        raise ValueError(f"periods must be a positive int, got {periods!r}")
+    period = 1
+    for _, s in layers:
+        period *= s
+    margin = stack_margin(layers)
+    n = periods + 2 * (margin // period + 2) + 2  # enough inputs at the first layer
+    x = torch.ones(1, 1, n, dtype=torch.float64)
+    for k, s in layers:
+        x = F.conv_transpose1d(x, torch.ones(1, 1, k, dtype=torch.float64), stride=s)
+    interior = x[0, 0, margin: x.shape[-1] - margin]
+    if interior.numel() < periods * period:
+        raise RuntimeError("internal: interior too short")  # pragma: no cover
+    return interior[: periods * period].round().long()
+
+
+def coverage_map(layers, *, periods: int = 2) -> torch.Tensor:
+    """Interior coverage of a stack of 2-D transposed convs with ``k x k`` kernels: int64 ``[periods S, periods S]``.
+
+    The outer product of :func:`coverage_1d` with itself (a ``k x k`` all-ones kernel is the outer
+    product of two 1-D ones, so the 2-D count factorises).
+    """
+    c = coverage_1d(layers, periods=periods)
+    return torch.outer(c, c)
+
+
+def coverage_ratio(coverage: torch.Tensor) -> float:
+    """``max / min`` of a coverage map (1.0 for even overlap; 4.0 for ``k=3, s=2`` in 2-D)."""
+    if not isinstance(coverage, torch.Tensor) or coverage.numel() == 0:
+        raise ValueError("coverage must be a non-empty tensor")
+    lo = coverage.min().item()
+    if lo <= 0:
+        raise ValueError(f"coverage has a position with {lo} copies: the stride exceeds the kernel size, the ratio is infinite")
+    return float(coverage.max().item() / lo)
+
+
+def checkerboard_score(x: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """Fraction of each map's variance that is ``period``-periodic (see the module docstring), in ``[0, 1]``.
+
+    Shapes: ``x [..., H, W]`` with ``H`` and ``W`` multiples of ``period`` -> score ``[...]`` (one
+    value per map, e.g. ``[N, C]`` for a batch; a 0-d tensor for one ``[H, W]`` map). Computed in
+    float64. A map whose variance is below ``1e-12`` times its mean square (a constant, up to
+    rounding) scores 0.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ValueError(f"x must be a tensor [..., H, W], got {getattr(x, 'shape', type(x))}")
+    if isinstance(period, bool) or not isinstance(period, int) or period < 2:
+        raise ValueError(f"period must be an int >= 2, got {period!r}")
+    h, w = x.shape[-2:]
+    if h % period or w % period:
+        raise ValueError(
+            f"H and W must be multiples of the period {period}, got {h}x{w}; crop first, "
+            f"e.g. x[..., :{h - h % period}, :{w - w % period}]"
+        )
+    x = x.detach().to(torch.float64)
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    centred = x - mean
+    total = centred.square().sum(dim=(-2, -1))
+    phases = centred.reshape(*x.shape[:-2], h // period, period, w // period, period)
+    phase_means = phases.mean(dim=(-4, -2))                       # [..., P, P]
+    periodic = phase_means.square().sum(dim=(-2, -1)) * (h * w / period ** 2)
+    scale = x.square().sum(dim=(-2, -1))
+    flat = total <= 1e-12 * scale
+    score = torch.where(flat, torch.zeros_like(total), periodic / torch.where(flat, torch.ones_like(total), total))
+    return score.clamp(0.0, 1.0)

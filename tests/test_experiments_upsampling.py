@@ -1,0 +1,117 @@
+"""Tests for segbook.experiments.upsampling (chapter 3's decoders, SR nets and training loop)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segbook.checkerboard import checkerboard_score
+from segbook.experiments.upsampling import (
+    DOWNSAMPLERS, Autoencoder, DownsamplingEncoder, SuperResolutionNet, UpsamplingDecoder, downsample_pairs,
+    draw_scatter_1d, evaluate_regression, flat_images, input_gradient, interior, scene_images, show_images,
+    train_regression,
+)
+from segbook.nn.upsample import UPSAMPLERS
+
+
+@pytest.mark.parametrize("kind", UPSAMPLERS)
+def test_shapes(kind):
+    torch.manual_seed(0)
+    assert UpsamplingDecoder(kind, in_channels=4, width=6, out_channels=2, num_upsamples=3)(torch.randn(1, 4, 3, 5)).shape == (1, 2, 24, 40)
+    assert SuperResolutionNet(kind, width=8)(torch.rand(2, 3, 8, 6)).shape == (2, 3, 16, 12)
+    assert SuperResolutionNet(kind, width=8, num_upsamples=2, final_conv=False, residual=True)(torch.rand(1, 3, 4, 4)).shape == (1, 3, 16, 16)
+    assert Autoencoder(kind, width=8, num_stages=2)(torch.rand(2, 3, 12, 8)).shape == (2, 3, 12, 8)
+
+
+def test_random_init_decoder_on_a_constant_input():
+    # transposed convs print a grid on a flat input; resize-convs stay flat away from the border
+    scores = {}
+    for kind in UPSAMPLERS:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out = UpsamplingDecoder(kind, in_channels=4, width=8, num_upsamples=3)(torch.ones(1, 4, 8, 8))
+        scores[kind] = checkerboard_score(interior(out, 16), 8).item()
+    assert scores["transposed3"] > 0.5 and scores["transposed4"] > 0.5
+    assert scores["nearest"] < 1e-6 and scores["bilinear"] < 1e-6
+
+
+def test_input_gradient_of_strided_convs_is_periodic():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    scores = {}
+    for kind in DOWNSAMPLERS:
+        torch.manual_seed(1)
+        g = input_gradient(DownsamplingEncoder(kind, width=8), x)
+        assert g.shape == (2, 64, 64)
+        scores[kind] = checkerboard_score(interior(g, 16), 8).mean().item()
+    assert scores["strided3"] > 5 * scores["conv+avgpool"]
+    with pytest.raises(ValueError, match="unknown downsampler"):
+        DownsamplingEncoder("maxpool")
+
+
+def test_downsample_pairs_and_flat_images():
+    x = torch.rand(3, 3, 8, 8)
+    low, high = downsample_pairs(x)
+    assert low.shape == (3, 3, 4, 4) and high is x
+    torch.testing.assert_close(low[0, 0, 0, 0], x[0, 0, :2, :2].mean())
+    with pytest.raises(ValueError, match="multiples"):
+        downsample_pairs(torch.rand(1, 3, 7, 8))
+    f = flat_images(5, 6, seed=1)
+    assert f.shape == (5, 3, 6, 6) and (f.amax((-2, -1)) == f.amin((-2, -1))).all()
+    assert ((f >= 0.1) & (f <= 0.9)).all()
+    assert torch.equal(f, flat_images(5, 6, seed=1)) and not torch.equal(f, flat_images(5, 6, seed=2))
+    with pytest.raises(ValueError, match="margin"):
+        interior(torch.rand(4, 4), 2)
+
+
+def test_scene_images_from_a_dataset_without_tensors():
+    class Items:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.full((3, 4, 4), float(i)), torch.zeros(4, 4, dtype=torch.long)
+
+    imgs = scene_images(Items())
+    assert imgs.shape == (3, 3, 4, 4) and imgs[2].max() == 2
+
+
+def test_train_regression_learns_and_is_reproducible():
+    gen = torch.Generator().manual_seed(0)
+    high = F.interpolate(torch.rand(64, 3, 4, 4, generator=gen), size=(8, 8), mode="bilinear", align_corners=False)
+    low, _ = downsample_pairs(high)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SuperResolutionNet("nearest", width=8)
+        before = evaluate_regression(model, low, high)["mse"]
+        hist = train_regression(model, low, high, steps=60, batch_size=16, lr=5e-3, seed=3)
+        after = evaluate_regression(model, low, high)
+        results.append(after["mse"])
+        assert len(hist.step_loss) == 60 and hist.seconds > 0
+        assert after["mse"] < 0.5 * before
+        assert after["outputs"].shape == high.shape and 0 <= after["checkerboard"] <= 1
+    assert results[0] == results[1]
+    with pytest.raises(ValueError, match="length"):
+        train_regression(model, low[:3], high, steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        train_regression(model, low, high, steps=0)
+
+
+def test_input_errors():
+    with pytest.raises(ValueError, match=r"\[N, 3, h, w\]"):
+        SuperResolutionNet("nearest")(torch.rand(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        Autoencoder("nearest", width=4)(torch.rand(1, 3, 12, 12))
+    with pytest.raises(ValueError, match="num_upsamples"):
+        UpsamplingDecoder("nearest", num_upsamples=0)
+
+
+def test_drawings_return_artists():
+    ax = draw_scatter_1d([1, 2, 3], [1, 2, 3], stride=2, padding=1)
+    assert len(ax.patches) == 3 * 3 + 7
+    fig = show_images({"rgb": torch.rand(3, 4, 4), "map": torch.randn(4, 4)}, symmetric=True)
+    assert len(fig.axes) == 3   # two panels and one colour bar
+    import matplotlib.pyplot as plt
+    plt.close("all")
