@@ -22,6 +22,7 @@ __all__ = [
     "overlay",
     "to_image",
     "show_segmentation",
+    "show_maps",
     "plot_history",
     "ResultsTable",
     "results_table",
@@ -239,3 +240,44 @@ def results_table(rows: Sequence[Mapping], columns: Optional[Sequence[str]] = No
     separators; missing cells are blank.
     """
     return ResultsTable(rows, columns, floatfmt=floatfmt, title=title)
+
+
+def show_maps(maps: Mapping[str, ArrayLike], *, ncols: Optional[int] = None, panel_size: float = 1.6,
+              cmap: str = "viridis", suptitle: Optional[str] = None, vrange: Optional[Sequence[float]] = None):
+    """Draw named maps in a grid: ``[H, W]`` arrays with ``cmap``, ``[3, H, W]``/``[H, W, 3]`` as RGB.
+
+    Maps are drawn at their own resolution with nearest-neighbour interpolation, so a coarse
+    stride-32 map looks blocky next to a stride-2 one. RGB maps go through :func:`to_image`;
+    uint8 ones (e.g. :func:`colorize`) are scaled by 1/255 first. ``vrange=(lo, hi)`` fixes the
+    colour range of the 2-D maps (probabilities: ``(0, 1)``); otherwise each panel uses its own.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    if not maps:
+        raise ValueError("show_maps needs at least one map")
+    items = []
+    for name, m in maps.items():
+        a = _np(m)
+        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+        if a.ndim == 3 and 3 in (a.shape[0], a.shape[-1]):
+            a = to_image(a)
+        elif a.ndim != 2:
+            raise ValueError(f"map {name!r} must be [H, W], [3, H, W] or [H, W, 3], got shape {a.shape}")
+        items.append((name, a))
+    ncols = min(len(items), ncols or len(items))
+    nrows = -(-len(items) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + (0.3 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, a) in zip(axes.flat, items):
+        kw = {} if a.ndim == 3 else {"cmap": cmap}
+        if vrange is not None and a.ndim == 2:
+            kw.update(vmin=vrange[0], vmax=vrange[1])
+        ax.imshow(a, interpolation="nearest", **kw)
+        ax.set_title(name, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -20,6 +20,7 @@ from segbook.viz import (  # noqa: E402
     overlay,
     plot_history,
     results_table,
+    show_maps,
     show_segmentation,
     to_image,
 )
@@ -270,3 +271,27 @@ def test_results_table_markdown():
 def test_results_table_needs_rows():
     with pytest.raises(ValueError, match="at least one row"):
         results_table([])
+
+
+def test_show_maps_panels():
+    maps = {"rgb": torch.rand(3, 8, 8), "hwc uint8": np.zeros((8, 8, 3), np.uint8), "map": torch.rand(4, 4),
+            "numpy": np.ones((2, 2))}
+    fig = show_maps(maps, ncols=3, vrange=(0, 1), suptitle="x")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == list(maps)
+    assert len(fig.axes) == 6
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        show_maps({})
+    with pytest.raises(ValueError):
+        show_maps({"bad": torch.rand(2, 2, 2, 2)})
+
+
+def test_show_maps_draws_rgb_like_to_image():
+    rgb = torch.rand(3, 5, 7) * 1.4 - 0.2          # out of range on purpose: clipped like to_image
+    fig = show_maps({"rgb": rgb, "uint8": (torch.rand(5, 7, 3) * 255).to(torch.uint8)})
+    drawn = fig.axes[0].images[0].get_array()
+    assert np.allclose(np.asarray(drawn), to_image(rgb))
+    assert fig.axes[1].images[0].get_array().shape == (5, 7, 3)
+    assert float(np.asarray(fig.axes[1].images[0].get_array()).max()) <= 1.0
+

@@ -4,6 +4,7 @@
 folder and downloads only when asked to (``download=True``); ``transforms`` augments an image and
 its mask together so that masks are never interpolated bilinearly.
 """
+from .crops import center_crops, tile_scenes, window_centre_labels
 from .real import (
     CIFAR10,
     CIFAR10_CLASSES,
@@ -44,6 +45,9 @@ __all__ = [
     "render_scene",
     "render_scenes",
     "render_shape_image",
+    "center_crops",
+    "window_centre_labels",
+    "tile_scenes",
     "IGNORE_INDEX",
     "ClassificationAugment",
     "SegmentationAugment",
