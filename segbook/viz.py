@@ -247,8 +247,9 @@ def show_maps(maps: Mapping[str, ArrayLike], *, ncols: Optional[int] = None, pan
     """Draw named maps in a grid: ``[H, W]`` arrays with ``cmap``, ``[3, H, W]``/``[H, W, 3]`` as RGB.
 
     Maps are drawn at their own resolution with nearest-neighbour interpolation, so a coarse
-    stride-32 map looks blocky next to a stride-2 one. RGB maps go through :func:`to_image`;
-    uint8 ones (e.g. :func:`colorize`) are scaled by 1/255 first. ``vrange=(lo, hi)`` fixes the
+    stride-32 map looks blocky next to a stride-2 one. Float RGB maps go through :func:`to_image`
+    (channels first or last); uint8 ones are scaled by 1/255, and uint8 ``[H, W, 3]`` (the output
+    of :func:`colorize`) is always read channels-last, also for a 3x3 map. ``vrange=(lo, hi)`` fixes the
     colour range of the 2-D maps (probabilities: ``(0, 1)``); otherwise each panel uses its own.
 
     Returns:
@@ -259,10 +260,15 @@ def show_maps(maps: Mapping[str, ArrayLike], *, ncols: Optional[int] = None, pan
     items = []
     for name, m in maps.items():
         a = _np(m)
-        a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
-        if a.ndim == 3 and 3 in (a.shape[0], a.shape[-1]):
-            a = to_image(a)
-        elif a.ndim != 2:
+        if a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] == 3:
+            # uint8 RGB is channels-last (colorize's output), also for a 3x3 map, where shape
+            # (3, 3, 3) would otherwise be read as channels-first
+            a = a.astype(np.float32) / 255.0
+        elif a.ndim == 3 and 3 in (a.shape[0], a.shape[-1]):
+            a = to_image(a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32))
+        elif a.ndim == 2:
+            a = a.astype(np.float32)
+        else:
             raise ValueError(f"map {name!r} must be [H, W], [3, H, W] or [H, W, 3], got shape {a.shape}")
         items.append((name, a))
     ncols = min(len(items), ncols or len(items))

@@ -295,3 +295,10 @@ def test_show_maps_draws_rgb_like_to_image():
     assert fig.axes[1].images[0].get_array().shape == (5, 7, 3)
     assert float(np.asarray(fig.axes[1].images[0].get_array()).max()) <= 1.0
 
+
+def test_show_maps_reads_a_3x3_colorized_map_channels_last():
+    labels = torch.tensor([[0, 1, 2], [2, 1, 0], [1, 1, 1]])
+    fig = show_maps({"labels": colorize(labels)})
+    drawn = np.asarray(fig.axes[0].images[0].get_array())
+    assert np.allclose(drawn, PALETTE[labels.numpy()] / 255.0)
+
