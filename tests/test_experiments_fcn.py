@@ -7,14 +7,6 @@ from segbook.metrics import confusion_matrix, mean_iou
 from segbook.models.fcn import fcn8s, fcn16s, fcn32s
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_paper_numbers_are_the_papers():
     assert [PAPER_VOC2011_VAL[k]["miou"] for k in ("FCN-32s", "FCN-16s", "FCN-8s")] == [59.4, 62.4, 62.7]
     assert [PAPER_VOC2011_VAL[k]["pixel_acc"] for k in ("FCN-32s", "FCN-16s", "FCN-8s")] == [89.1, 90.0, 90.3]
