@@ -1,4 +1,5 @@
-"""Measuring models: parameter counts, FLOPs, gradients at initialisation, receptive fields.
+"""Measuring models: parameter counts, FLOPs, gradients at initialisation, receptive fields, and
+which channels of a feature map follow a target (:func:`top_channels`).
 
 FLOPs are *measured* by running the model once under ``torch.utils.flop_counter.FlopCounterMode``
 (which counts a multiply-add as 2 FLOPs), never computed from a formula typed into a chapter.
@@ -27,6 +28,7 @@ __all__ = [
     "receptive_field",
     "empirical_receptive_field",
     "capture",
+    "top_channels",
 ]
 
 
@@ -344,3 +346,22 @@ def capture(modules: Union[nn.Module, Sequence[nn.Module], Mapping[str, nn.Modul
     finally:
         for h in handles:
             h.remove()
+
+
+def top_channels(features: torch.Tensor, target: torch.Tensor, k: int = 3) -> list[int]:
+    """The ``k`` channels of a feature map that follow ``target`` most closely.
+
+    Shapes: ``features [C, h, w]``, ``target [H, W]`` (e.g. a 0/1 foreground mask) -> ``k`` channel
+    indices, sorted by the absolute Pearson correlation between each channel and ``target``
+    average-pooled to ``h x w`` (largest first; constant channels count as 0).
+    """
+    if features.dim() != 3 or target.dim() != 2:
+        raise ValueError(f"expected features [C, h, w] and target [H, W], got {tuple(features.shape)} "
+                         f"and {tuple(target.shape)}")
+    t = F.adaptive_avg_pool2d(target.float()[None, None], features.shape[-2:]).flatten()
+    f = features.float().flatten(1)
+    f = f - f.mean(1, keepdim=True)
+    t = t - t.mean()
+    denom = f.norm(dim=1) * t.norm()
+    corr = torch.where(denom > 0, (f @ t) / denom.clamp(min=1e-12), torch.zeros_like(denom))
+    return corr.abs().argsort(descending=True, stable=True)[: int(k)].tolist()

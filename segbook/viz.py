@@ -24,6 +24,7 @@ __all__ = [
     "overlay",
     "to_image",
     "show_segmentation",
+    "show_maps",
     "plot_history",
     "BOOK_FIGURE_WIDTH",
     "BOOK_RC",
@@ -327,3 +328,71 @@ def results_table(rows: Sequence[Mapping], columns: Optional[Sequence[str]] = No
     separators; a missing value (``None``, NaN, or a key the row lacks) shows as an em dash.
     """
     return ResultsTable(rows, columns, floatfmt=floatfmt, title=title)
+
+
+def show_maps(maps: Mapping[str, ArrayLike], *, ncols: Optional[int] = None, panel_size: float = 1.6,
+              cmap: str = "viridis", suptitle: Optional[str] = None, vrange: Optional[Sequence[float]] = None,
+              colorbar: bool = True, colorbar_label: str = ""):
+    """Draw named maps in a grid: ``[H, W]`` arrays with ``cmap``, ``[3, H, W]``/``[H, W, 3]`` as RGB.
+
+    Maps are drawn at their own resolution with nearest-neighbour interpolation, so a coarse
+    stride-32 map looks blocky next to a stride-2 one. Float RGB maps go through :func:`to_image`
+    (channels first or last); uint8 ones are scaled by 1/255, and uint8 ``[H, W, 3]`` (the output
+    of :func:`colorize`) is always read channels-last, also for a 3x3 map. ``vrange=(lo, hi)`` fixes
+    the colour range of the 2-D maps (probabilities: ``(0, 1)``) and draws one colour bar for the
+    whole figure; otherwise each ``[H, W]`` panel uses its own range and gets its own small colour
+    bar (``colorbar=False`` leaves them out; RGB panels never get one, their colour is not a value).
+    ``colorbar_label`` names the quantity ("P(class)").
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    if not maps:
+        raise ValueError("show_maps needs at least one map")
+    items = []
+    for name, m in maps.items():
+        a = _np(m)
+        if a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] == 3:
+            # uint8 RGB is channels-last (colorize's output), also for a 3x3 map, where shape
+            # (3, 3, 3) would otherwise be read as channels-first
+            a = a.astype(np.float32) / 255.0
+        elif a.ndim == 3 and 3 in (a.shape[0], a.shape[-1]):
+            a = to_image(a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32))
+        elif a.ndim == 2:
+            a = a.astype(np.float32)
+        else:
+            raise ValueError(f"map {name!r} must be [H, W], [3, H, W] or [H, W, 3], got shape {a.shape}")
+        items.append((name, a))
+    ncols = min(len(items), ncols or len(items))
+    nrows = -(-len(items) // ncols)
+    has_values = colorbar and any(a.ndim == 2 for _, a in items)
+    shared_bar = has_values and vrange is not None
+    extra_w = 0.9 if shared_bar else (0.35 * ncols if has_values else 0.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + extra_w,
+                                                    panel_size * nrows + (0.3 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    image = None
+    for ax, (name, a) in zip(axes.flat, items):
+        kw = {} if a.ndim == 3 else {"cmap": cmap}
+        if vrange is not None and a.ndim == 2:
+            kw.update(vmin=vrange[0], vmax=vrange[1])
+        im = ax.imshow(a, interpolation="nearest", **kw)
+        ax.set_title(name, fontsize=8)
+        if a.ndim == 2:
+            image = im
+            if has_values and not shared_bar:
+                bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+                bar.ax.tick_params(labelsize=7)
+                if colorbar_label:
+                    bar.set_label(colorbar_label, fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    if shared_bar:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+        bar.ax.tick_params(labelsize=8)
+        if colorbar_label:
+            bar.set_label(colorbar_label, fontsize=9)
+    return fig

@@ -1,10 +1,10 @@
-"""Tests for the chapter-1 additions to segbook.analysis (gradients at init, receptive fields)."""
+"""Tests for segbook.analysis: gradients at init, receptive fields, channels that follow a target."""
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbook.analysis import empirical_receptive_field, grad_norms_at_init, receptive_field
+from segbook.analysis import empirical_receptive_field, grad_norms_at_init, receptive_field, top_channels
 
 
 def small_net():
@@ -115,3 +115,18 @@ def test_capture_outputs_and_inputs_then_removes_hooks():
     with pytest.raises(ValueError, match="kind"):
         with capture(net, kind="grad"):
             pass
+
+
+def test_top_channels_finds_the_matching_channel():
+    target = torch.zeros(8, 8)
+    target[:4, :4] = 1
+    g = torch.Generator().manual_seed(0)
+    feats = torch.rand(5, 4, 4, generator=g) * 0.1
+    feats[3] = torch.nn.functional.adaptive_avg_pool2d(target[None, None], (4, 4))[0, 0]   # exact match
+    feats[1] = -feats[3] + 0.01 * feats[1]                                                 # anti-correlated
+    feats[4] = 1.0                                                                         # constant
+    idx = top_channels(feats, target, 2)
+    assert idx[0] == 3 and idx[1] == 1
+    assert top_channels(feats, target, 5)[-1] == 4
+    with pytest.raises(ValueError):
+        top_channels(feats[0], target)

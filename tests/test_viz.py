@@ -21,6 +21,7 @@ from segbook.viz import (  # noqa: E402
     overlay,
     plot_history,
     results_table,
+    show_maps,
     show_segmentation,
     to_image,
 )
@@ -340,3 +341,51 @@ def test_figure_style_gives_retina_pngs_in_ipython():
         assert 350 <= shown["width"] <= 420  # ~4 in at 100 dpi (bbox "tight" trims a little)
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_show_maps_panels():
+    maps = {"rgb": torch.rand(3, 8, 8), "hwc uint8": np.zeros((8, 8, 3), np.uint8), "map": torch.rand(4, 4),
+            "numpy": np.ones((2, 2))}
+    fig = show_maps(maps, ncols=3, vrange=(0, 1), suptitle="x")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == list(maps)
+    assert len(fig.axes) == 6 + 1  # 2 x 3 panels and one colour bar shared by the value maps (vrange fixed)
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        show_maps({})
+    with pytest.raises(ValueError):
+        show_maps({"bad": torch.rand(2, 2, 2, 2)})
+
+
+def test_show_maps_draws_rgb_like_to_image():
+    rgb = torch.rand(3, 5, 7) * 1.4 - 0.2          # out of range on purpose: clipped like to_image
+    fig = show_maps({"rgb": rgb, "uint8": (torch.rand(5, 7, 3) * 255).to(torch.uint8)})
+    drawn = fig.axes[0].images[0].get_array()
+    assert np.allclose(np.asarray(drawn), to_image(rgb))
+    assert fig.axes[1].images[0].get_array().shape == (5, 7, 3)
+    assert float(np.asarray(fig.axes[1].images[0].get_array()).max()) <= 1.0
+
+
+def test_show_maps_reads_a_3x3_colorized_map_channels_last():
+    labels = torch.tensor([[0, 1, 2], [2, 1, 0], [1, 1, 1]])
+    fig = show_maps({"labels": colorize(labels)})
+    drawn = np.asarray(fig.axes[0].images[0].get_array())
+    assert np.allclose(drawn, PALETTE[labels.numpy()] / 255.0)
+
+
+def test_show_maps_colour_bars():
+    import matplotlib.pyplot as plt
+
+    def bars(fig):  # colour-bar axes are the ones matplotlib labels "<colorbar>"
+        return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+    maps = {"rgb": torch.rand(3, 8, 8), "a": torch.rand(4, 4), "b": 10 * torch.rand(4, 4)}
+    shared = show_maps(maps, vrange=(0, 1), colorbar_label="P(class)")
+    assert len(bars(shared)) == 1 and bars(shared)[0].get_ylabel() == "P(class)"
+    assert bars(shared)[0].get_ylim() == (0.0, 1.0)
+    own = show_maps(maps)  # each value map has its own range, so its own bar; the RGB panel none
+    assert len(bars(own)) == 2
+    assert bars(own)[1].get_ylim()[1] > 1.0  # the second bar spans map "b"'s range (up to ~10)
+    assert bars(show_maps(maps, colorbar=False)) == []
+    assert bars(show_maps({"rgb": torch.rand(3, 8, 8)})) == []
+    plt.close("all")

@@ -6,6 +6,7 @@ its mask together so that masks are never interpolated bilinearly; ``chapter`` p
 for a chapter from ``rt.data`` (:func:`chapter_datasets`).
 """
 from .chapter import DATA_TASKS, ChapterSubset, DataInfo, chapter_datasets, take
+from .crops import center_crops, tile_scenes, window_centre_labels
 from .real import (
     CIFAR10,
     CIFAR10_CLASSES,
@@ -53,6 +54,9 @@ __all__ = [
     "render_scenes",
     "render_shape_image",
     "render_shape_images",
+    "center_crops",
+    "window_centre_labels",
+    "tile_scenes",
     "IGNORE_INDEX",
     "ClassificationAugment",
     "SegmentationAugment",

@@ -1,0 +1,84 @@
+"""Chapter 2 (fully convolutional networks): the paper's numbers, staged training, resolution ceilings.
+
+* :data:`PAPER_VOC2011_VAL`: Long et al. (2015), Table 2, for the chapter's results table.
+* :func:`init_from_coarser`: the paper's staged training. FCN-16s starts from a trained FCN-32s
+  (its new ``score_pool4`` is zero, so it starts as the coarser net) and FCN-8s from FCN-16s.
+* :func:`ceiling_labels`: what a *perfect* stride-``s`` score map gives after FCN's bilinear
+  upsampling. The one-hot ground truth is averaged over each ``s x s`` cell (the best a cell's
+  class scores can say: the share of each class in it), upsampled bilinearly as FCN upsamples its
+  scores, and arg-maxed. Scoring those labels against the ground truth bounds what an FCN with
+  output stride ``s`` can reach on the data, with no training at all.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels"]
+
+# Long, Shelhamer & Darrell, "Fully convolutional networks for semantic segmentation", CVPR 2015,
+# Table 2: PASCAL VOC 2011 segval (a subset of val), in percent.
+PAPER_VOC2011_VAL = {
+    "FCN-32s": {"pixel_acc": 89.1, "mean_acc": 73.3, "miou": 59.4, "fw_iou": 81.4},
+    "FCN-16s": {"pixel_acc": 90.0, "mean_acc": 75.7, "miou": 62.4, "fw_iou": 83.0},
+    "FCN-8s": {"pixel_acc": 90.3, "mean_acc": 75.9, "miou": 62.7, "fw_iou": 83.2},
+}
+
+
+def init_from_coarser(finer: nn.Module, coarser: nn.Module) -> list[str]:
+    """Copy every parameter and buffer of ``coarser`` into ``finer``, in place.
+
+    For FCNs built with the same backbone and head (e.g. ``fcn16s(width=8)`` from
+    ``fcn32s(width=8)``): the backbone, ``fc6``/``fc7``/``score_fr`` and any skip the coarser
+    net already has are copied; the finer net's new skip layers keep their initialisation
+    (zero scores and bilinear 2x upsampling), so before any training the finer net predicts what
+    the coarser one predicts, up to the difference between one ``32x`` and a ``2x`` then ``16x``
+    bilinear upsampling.
+
+    Returns:
+        The names of ``finer``'s state entries that ``coarser`` does not have (the new skip's).
+
+    Raises:
+        ValueError: when ``coarser`` has an entry ``finer`` lacks, or one of another shape (not
+        the same architecture up to the extra skips).
+    """
+    target = finer.state_dict()
+    source = coarser.state_dict()
+    extra = sorted(set(source) - set(target))
+    if extra:
+        raise ValueError(f"the coarser net has entries the finer one lacks: {extra[:5]}; build both with the "
+                         "same backbone and head (same width/depths/hidden)")
+    wrong = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in source.items() if v.shape != target[k].shape]
+    if wrong:
+        raise ValueError(f"shapes differ (name, coarser, finer): {wrong[:3]}; build both with the same width/depths")
+    finer.load_state_dict(source, strict=False)
+    return sorted(set(target) - set(source))
+
+
+def ceiling_labels(masks: torch.Tensor, stride: int, num_classes: int, *, ignore_index: int = 255) -> torch.Tensor:
+    """Labels from the ground truth seen through a stride-``stride`` score map.
+
+    Shapes: ``masks [N, H, W]`` int64 -> ``[N, H, W]`` int64. The one-hot ground truth
+    ``[N, K, H, W]`` is average-pooled over ``stride x stride`` cells (``ceil_mode``: partial cells
+    at the border, averaged over their pixels, as FCN's ceil-mode pooling sees them), upsampled
+    bilinearly (``align_corners=False``) to ``ceil(H / s) s`` rows and cropped to ``H``, as
+    :class:`segbook.models.fcn.FCN` upsamples its scores, then arg-maxed. Ignored pixels
+    (``ignore_index``) count for no class.
+    """
+    if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.is_floating_point():
+        raise ValueError(f"masks must be an integer tensor [N, H, W], got {getattr(masks, 'shape', type(masks))}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    valid = masks != ignore_index
+    if bool(((masks < 0) | (masks >= num_classes))[valid].any()):
+        raise ValueError(f"mask labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}")
+    onehot = F.one_hot(torch.where(valid, masks, 0), num_classes).permute(0, 3, 1, 2).float()
+    onehot = onehot * valid[:, None].float()
+    height, width = masks.shape[-2:]
+    cells = F.avg_pool2d(onehot, stride, stride, ceil_mode=True)
+    h, w = cells.shape[-2:]
+    up = F.interpolate(cells, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    return up[..., :height, :width].argmax(1)
