@@ -24,6 +24,7 @@ it exits 0 when every check passed. Sized to finish within 10 minutes on one H10
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import pathlib
@@ -77,7 +78,7 @@ def model_cases(dry: bool) -> list[ModelCase]:
         ModelCase(f"plain-{depth}", lambda: cifar_resnet(depth, width=16, shortcuts=False), cls_batch, "classification", 10),
         ModelCase("SE-ResNet-20", lambda: cifar_resnet(20, width=16, se_reduction=4), cls_batch, "classification", 10),
         ModelCase("DenseNet-BC-40", lambda: densenet_bc(22 if dry else 40, growth_rate=12), cls_batch, "classification", 10),
-        ModelCase("GoogLeNet-small", lambda: googlenet_small(10), cls_batch, "classification", 10),
+        ModelCase("GoogLeNet-small", lambda: googlenet_small(num_classes=10), cls_batch, "classification", 10),
         ModelCase("EfficientNet-small", lambda: efficientnet_small(num_classes=10), cls_batch, "classification", 10),
         ModelCase("FCN-8s", lambda: fcn8s(num_classes=6, width=16), seg_batch, "segmentation", 6),
     ]
@@ -194,6 +195,24 @@ def execute_chapter(path: pathlib.Path, profile: str, timeout: int) -> dict:
     return {"seconds": total, "cells": cells, "failures": failures, "glued": glued}
 
 
+def run_chapter_isolated(path: pathlib.Path, profile: str, timeout: int) -> dict:
+    """:func:`execute_chapter` in a fresh Python process, so one chapter's kernel (a crash, a
+    socket left behind) cannot break the next one: on the H100 run, chapter 2 failed to start its
+    kernel right after chapter 1 in the same process."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--run-chapter", str(path),
+                           "--profile", profile, "--cell-timeout", str(timeout)],
+                          capture_output=True, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("GPU_CHECK_RESULT "):
+            res = json.loads(line[len("GPU_CHECK_RESULT "):])
+            res["cells"] = [tuple(c) for c in res["cells"]]
+            res["failures"] = [tuple(f) for f in res["failures"]]
+            return res
+    raise RuntimeError(f"the chapter process exited with {proc.returncode}: {proc.stderr.strip()[-600:]}")
+
+
 def _tiny_notebook(folder: pathlib.Path) -> pathlib.Path:
     import nbformat
     nb = nbformat.v4.new_notebook()
@@ -217,7 +236,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="chapters to execute in the full profile (default: all)")
     parser.add_argument("--skip-chapters", action="store_true")
     parser.add_argument("--cell-timeout", type=int, default=600)
+    parser.add_argument("--run-chapter", type=pathlib.Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", default="full", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run_chapter is not None:  # the child process of run_chapter_isolated
+        print("GPU_CHECK_RESULT " + json.dumps(execute_chapter(args.run_chapter, args.profile, args.cell_timeout)))
+        return 0
 
     dry = args.dry_run
     device = torch.device("cpu") if dry else torch.device("cuda")
@@ -288,7 +312,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for path in paths:
                 profile = "quick" if dry else "full"
                 try:
-                    res = execute_chapter(path, profile, args.cell_timeout)
+                    res = run_chapter_isolated(path, profile, args.cell_timeout)
                 except Exception as err:  # noqa: BLE001
                     ok = False
                     say(f"### {path.name}: could not run ({type(err).__name__}: {err})")
