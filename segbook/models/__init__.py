@@ -13,3 +13,6 @@ from .deformable_demo import (
     BLOB_PAIR_CLASSES, DeformDemoResult, TinyConvNet, blob_pair_batch, blob_pair_sample, train_deformable_demo,
 )
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
+from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
+                   unet, unet_paper)
+from .. import sizes  # noqa: F401  (segbook.sizes: the shape arithmetic the U-Net checks rely on)
