@@ -189,3 +189,16 @@ def test_golden_output():
         out = net(torch.rand(1, 3, 16, 16))
     assert out.shape == (1, 6, 16, 16)
     assert abs(out.mean().item() - (-0.070100)) < 1e-4 and abs(out.abs().mean().item() - 0.293558) < 1e-4
+
+
+def test_set_input_policy_switches_without_touching_weights():
+    net = small(depth=2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert net.set_input_policy("pad") is net and net.min_input_size == 2 and net.size_multiple == 1
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 13, 9)).shape[-2:] == (13, 9)
+    net.set_input_policy("strict")
+    assert net.size_multiple == 4
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(ValueError, match="input_policy"):
+        net.set_input_policy("crop")

@@ -186,18 +186,10 @@ class UNet(SegmentationModel):
             raise ValueError(f"padding must be one of {UNET_PADDINGS}, got {padding!r}")
         if upsampling not in UPSAMPLINGS:
             raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {upsampling!r}")
-        if input_policy not in INPUT_POLICIES:
-            raise ValueError(f"input_policy must be one of {INPUT_POLICIES}, got {input_policy!r}")
-        if padding == "valid" and input_policy == "resize":
-            raise ValueError("input_policy='resize' needs padding='same' (valid padding crops its skips); "
-                             "use input_policy='strict' or 'pad' with padding='valid'")
         self.num_classes, self.in_channels, self.depth, self.base_width = num_classes, in_channels, depth, base_width
-        self.padding, self.upsampling, self.input_policy = padding, upsampling, input_policy
+        self.padding, self.upsampling = padding, upsampling
         self.widths = [base_width * 2 ** level for level in range(depth + 1)]
-        smallest_valid = nearest_valid_unet_sizes(1, depth, padding)[1]
-        # strict: the smallest valid size; pad: anything that can be mirrored; resize: D floor poolings.
-        self.min_input_size = {"strict": smallest_valid, "pad": 2, "resize": 2 ** depth}[input_policy]
-        self.size_multiple = 2 ** depth if (padding == "same" and input_policy == "strict") else 1
+        self.set_input_policy(input_policy)
 
         self.encoder = nn.ModuleList()
         channels = in_channels
@@ -211,6 +203,23 @@ class UNet(SegmentationModel):
             for level in reversed(range(depth))
         )
         self.head = nn.Conv2d(self.widths[0], num_classes, kernel_size=1)
+
+    def set_input_policy(self, input_policy: str) -> "UNet":
+        """Switch how inputs that do not fit are handled (``"strict"``, ``"pad"``, ``"resize"``); returns ``self``.
+
+        The policy changes no parameter, so one trained net can be run under each of them.
+        """
+        if input_policy not in INPUT_POLICIES:
+            raise ValueError(f"input_policy must be one of {INPUT_POLICIES}, got {input_policy!r}")
+        if self.padding == "valid" and input_policy == "resize":
+            raise ValueError("input_policy='resize' needs padding='same' (valid padding crops its skips); "
+                             "use input_policy='strict' or 'pad' with padding='valid'")
+        self.input_policy = input_policy
+        smallest_valid = nearest_valid_unet_sizes(1, self.depth, self.padding)[1]
+        # strict: the smallest valid size; pad: anything that can be mirrored; resize: D floor poolings.
+        self.min_input_size = {"strict": smallest_valid, "pad": 2, "resize": 2 ** self.depth}[input_policy]
+        self.size_multiple = 2 ** self.depth if (self.padding == "same" and input_policy == "strict") else 1
+        return self
 
     @property
     def total_stride(self) -> int:
