@@ -12,8 +12,10 @@ from segbook.data import (
     SEGMENTATION_CLASSES,
     ShapesClassification,
     ShapesSegmentation,
+    SCENE_STYLES,
     make_loader,
     render_scene,
+    render_scenes,
     render_shape_image,
 )
 
@@ -125,7 +127,8 @@ def test_repr(seg50):
 # ---------------------------------------------------------------------------------------------
 # determinism: item i is a pure function of (seed, i)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,size", [(ShapesSegmentation, 32), (ShapesClassification, 16)])
+@pytest.mark.parametrize("cls,size", [(ShapesSegmentation, 32), (ShapesClassification, 16),
+                                      (lambda **kw: ShapesSegmentation(style="camouflage", **kw), 32)])
 def test_item_is_pure_function_of_seed_and_index(cls, size):
     a = cls(n=4, size=size, seed=5)
     b = cls(n=9, size=size, seed=5)
@@ -191,33 +194,77 @@ def test_every_scene_has_an_object(seg50):
     assert ((masks > 0).flatten(1).sum(1) > 0).all()
 
 
-def _erosion_survival(masks: torch.Tensor, c: int) -> float:
-    """Fraction of class-c pixels that survive one 3x3 binary erosion (image border neutral)."""
+def _erosion_survival(masks: torch.Tensor, c: int, k: int = 3) -> float:
+    """Fraction of class-c pixels that survive one k x k binary erosion (image border neutral)."""
     m = (masks == c).float().unsqueeze(1)
-    eroded = -F.max_pool2d(-F.pad(m, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    p = k // 2
+    eroded = -F.max_pool2d(-F.pad(m, (p, p, p, p), mode="replicate"), k, stride=1)
     return float(eroded.sum() / m.sum())
 
 
-def test_thin_classes_are_thin(seg50):
+def test_thin_classes_are_thin_but_more_than_a_pixel(seg50):
     _, masks = seg50.tensors()
     for thin in (RING, LINE):
-        assert _erosion_survival(masks, thin) < 0.1, SEGMENTATION_CLASSES[thin]
+        # a 5x5 erosion removes strokes 4 px wide and leaves a line of 5 px ones; a 3x3 one keeps their middle
+        assert _erosion_survival(masks, thin, 5) < 0.05, SEGMENTATION_CLASSES[thin]
+        assert _erosion_survival(masks, thin, 3) > 0.3, SEGMENTATION_CLASSES[thin]
     for filled in (DISC, SQUARE, TRIANGLE):
-        assert _erosion_survival(masks, filled) > 0.4, SEGMENTATION_CLASSES[filled]
+        assert _erosion_survival(masks, filled, 5) > 0.5, SEGMENTATION_CLASSES[filled]
+
+
+def test_camouflage_thin_classes_are_thinner():
+    _, masks = ShapesSegmentation(n=50, size=64, seed=0, style="camouflage").tensors()
+    for thin in (RING, LINE):
+        assert _erosion_survival(masks, thin, 3) < 0.1, SEGMENTATION_CLASSES[thin]
+
+
+def _bbox_extents(masks: torch.Tensor, classes, min_pixels: int = 30) -> list[int]:
+    """Longer bounding-box side of every (scene, class) region of at least ``min_pixels`` pixels."""
+    out = []
+    for m in masks:
+        for c in classes:
+            ys, xs = torch.nonzero(m == c, as_tuple=True)
+            if len(ys) >= min_pixels:
+                out.append(int(max(ys.max() - ys.min(), xs.max() - xs.min())) + 1)
+    return out
+
+
+def test_objects_are_larger_than_a_stride_32_cell():
+    """At 64x64 (the quick profile) most filled objects span more than 32 px: FCN-32s can place them."""
+    _, masks = ShapesSegmentation(n=100, size=64, seed=2).tensors()
+    ext = np.array(_bbox_extents(masks, (DISC, SQUARE, TRIANGLE)))
+    assert len(ext) >= 60
+    assert np.median(ext) > 32, np.median(ext)
+    assert np.percentile(ext, 10) > 22
+    # and they scale with the image: the same median fraction of the side at 128x128
+    _, big = ShapesSegmentation(n=40, size=128, seed=2).tensors()
+    assert np.median(_bbox_extents(big, (DISC, SQUARE, TRIANGLE))) > 64
+
+
+def test_few_objects_per_scene(seg50):
+    _, masks = seg50.tensors()
+    classes_per_scene = [(m.unique() > 0).sum().item() for m in masks]
+    assert 1 <= min(classes_per_scene) and max(classes_per_scene) <= 3
 
 
 def test_ring_has_a_hole_and_disc_does_not():
-    """Same random draws give the same centre: the disc covers it, the ring leaves it empty."""
-    from segbook.data.synthetic import _grid, _shape_mask
+    """The salient masks: a ring is a stroke at the radius, the disc covers the centre."""
+    from segbook.data.synthetic import _salient_masks
 
-    yy, xx = _grid(64)
-    ring = _shape_mask("ring", np.random.default_rng(0), 64, yy, xx, 8.0)
-    disc = _shape_mask("disc", np.random.default_rng(0), 64, yy, xx, 8.0)
+    c = np.arange(64, dtype=np.float32) + 0.5 - 32.0
+    v, u = np.meshgrid(c, c, indexing="ij")
+    u, v = u[None], v[None]
+    scale, half = np.array([16.0], np.float32), np.array([20.0], np.float32)
+    ring = _salient_masks(RING, u, v, scale, half, np.float32(1.5))[0]
+    disc = _salient_masks(DISC, u, v, scale, half, np.float32(1.5))[0]
+    line = _salient_masks(LINE, u, v, scale, half, np.float32(1.5))[0]
     assert 0 < ring.sum() < disc.sum()
-    ys, xs = np.nonzero(disc)
-    cy, cx = int(ys.mean()), int(xs.mean())
-    assert disc[cy, cx] and not ring[cy, cx]
-    assert not ring[cy - 4:cy + 5, cx - 4:cx + 5].any()  # the hole is wide, not a pinprick
+    assert disc[32, 32] and not ring[32, 32]
+    assert not ring[25:40, 25:40].any()  # the hole is wide, not a pinprick
+    assert ring[32, 32 + 16] and ring[32 - 16, 32]
+    assert line.sum() == 4 * 40  # |u| <= 1.5 on pixel centres ±0.5, ±1.5: 4 columns; |v| <= 20: 40 rows
+    with pytest.raises(ValueError, match="no salient mask"):
+        _salient_masks(0, u, v, scale, half, np.float32(1.5))
 
 
 def _region_mean_colours(images, masks, min_pixels=8):
@@ -242,11 +289,33 @@ def _nearest_centroid_balanced_accuracy(feats, labels, scenes, classes):
     return float(np.mean([np.mean(pred[truth == c] == c) for c in classes]))
 
 
-def test_colour_does_not_determine_class(seg50):
+def test_objects_are_salient_but_colour_does_not_give_their_class(seg50):
     images, masks = seg50.tensors()
+    # Salient: in every scene the objects are brighter on average than the background.
+    lum = images.mean(1)
+    fg = masks > 0
+    diff = [(lum[i][fg[i]].mean() - lum[i][~fg[i]].mean()).item() for i in range(len(masks))]
+    assert min(diff) > 0.0 and float(np.median(diff)) > 0.15, diff
     feats, labels, scenes = _region_mean_colours(images, masks)
-    # Same colour distribution for every class: per-class averages of the region mean colours
-    # agree within a few hundredths, and their spread across scenes is wide.
+    # A nearest-centroid classifier on region mean colour tells object from background ...
+    assert _nearest_centroid_balanced_accuracy(feats, labels, scenes, [0, DISC]) > 0.8
+    # ... but not one object class from another: per-class averages agree within a few hundredths,
+    # and the accuracy over the five object classes is near chance (0.2).
+    objects = [DISC, SQUARE, TRIANGLE, RING, LINE]
+    overall = feats[labels > 0].mean(0)
+    for c in objects:
+        fc = feats[labels == c]
+        assert len(fc) >= 8
+        assert np.abs(fc.mean(0) - overall).max() < 0.1, (c, fc.mean(0), overall)
+    assert _nearest_centroid_balanced_accuracy(feats, labels, scenes, objects) < 0.4
+
+
+def test_camouflage_colour_does_not_determine_class():
+    camo = ShapesSegmentation(n=50, size=64, seed=0, style="camouflage")
+    images, masks = camo.tensors()
+    feats, labels, scenes = _region_mean_colours(images, masks)
+    # Same colour distribution for every class, background included: per-class averages of the
+    # region mean colours agree within a few hundredths, and their spread across scenes is wide.
     overall = feats.mean(0)
     for c in range(6):
         fc = feats[labels == c]
@@ -262,6 +331,46 @@ def test_colour_does_not_determine_class(seg50):
     tinted = torch.where((masks == DISC).unsqueeze(1), 0.5 * images + 0.5, images)
     f2, l2, s2 = _region_mean_colours(tinted, masks)
     assert _nearest_centroid_balanced_accuracy(f2, l2, s2, [0, DISC]) > 0.8
+
+
+def test_render_scenes_batch_equals_one_by_one():
+    images, masks = render_scenes(3, [4, 0, 9], 48)
+    assert images.shape == (3, 3, 48, 48) and images.dtype == np.float32
+    assert masks.shape == (3, 48, 48) and masks.dtype == np.int64
+    for row, i in enumerate((4, 0, 9)):
+        img, mask = render_scene(3, i, 48)
+        assert np.array_equal(mask, masks[row])
+        assert np.abs(img - images[row]).max() < 1e-5
+    empty_images, empty_masks = render_scenes(0, [], 32)
+    assert empty_images.shape == (0, 3, 32, 32) and empty_masks.shape == (0, 32, 32)
+
+
+def test_styles_and_their_errors():
+    assert SCENE_STYLES == ("salient", "camouflage")
+    salient, _ = render_scene(0, 1, 32)
+    camo, camo_mask = render_scene(0, 1, 32, style="camouflage")
+    assert not np.allclose(salient, camo)
+    assert camo.shape == (3, 32, 32) and camo_mask.shape == (32, 32)
+    assert len(np.unique(render_scene(0, 1, 32, max_objects=1)[1])) <= 2
+    with pytest.raises(ValueError, match="style must be one of"):
+        render_scene(0, 0, 32, style="hard")
+    with pytest.raises(ValueError, match="style must be one of"):
+        ShapesSegmentation(n=1, size=32, style="camo")
+    with pytest.raises(ValueError, match="max_objects must be a positive int"):
+        render_scene(0, 0, 32, max_objects=0)
+    with pytest.raises(ValueError, match="scene indices must be >= 0"):
+        render_scenes(0, [-1], 32)
+    assert repr(ShapesSegmentation(n=2, size=32, style="camouflage")) == \
+        "ShapesSegmentation(n=2, size=32, seed=0, classes=6, style='camouflage')"
+
+
+def test_dataset_renders_in_chunks_like_one_batch(monkeypatch):
+    """Scenes rendered in chunks (the dataset) equal those rendered all at once."""
+    monkeypatch.setattr(ShapesSegmentation, "_CHUNK", 3)
+    ds = ShapesSegmentation(n=7, size=32, seed=4)
+    images, masks = render_scenes(4, range(7), 32)
+    assert torch.equal(ds.tensors()[1], torch.from_numpy(masks))
+    assert (ds.tensors()[0] - torch.from_numpy(images)).abs().max() <= 0.5 / 255 + 1e-5
 
 
 def test_classification_labels_balanced():

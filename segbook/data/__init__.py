@@ -21,7 +21,9 @@ from .synthetic import (
     ShapesClassification,
     ShapesSegmentation,
     make_loader,
+    SCENE_STYLES,
     render_scene,
+    render_scenes,
     render_shape_image,
 )
 from .transforms import (
@@ -38,7 +40,9 @@ __all__ = [
     "ShapesClassification",
     "ShapesSegmentation",
     "make_loader",
+    "SCENE_STYLES",
     "render_scene",
+    "render_scenes",
     "render_shape_image",
     "IGNORE_INDEX",
     "ClassificationAugment",
