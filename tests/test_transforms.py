@@ -334,3 +334,74 @@ def test_classification_augment_errors():
         ClassificationAugment(32, padding=-1)
     with pytest.raises(ValueError, match="size"):
         ClassificationAugment(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Elastic deformation and vertical flips (U-Net's augmentation)
+# ----------------------------------------------------------------------------------------------
+from segbook.data.transforms import elastic_deform, elastic_displacement  # noqa: E402
+
+
+def test_elastic_displacement_shape_smoothness_and_scale():
+    g = torch.Generator().manual_seed(0)
+    field = elastic_displacement((64, 48), grid=3, std=10.0, generator=g)
+    assert field.shape == (64, 48, 2)
+    # Smooth: neighbouring pixels move by far less than the field's spread.
+    step = (field[1:] - field[:-1]).abs().max()
+    assert step < 0.2 * field.std()
+    # Corners are control points: over many draws their displacement has the given std.
+    corners = torch.stack([elastic_displacement((16, 16), grid=3, std=10.0, generator=g)[0, 0] for _ in range(400)])
+    assert 8.5 < corners.std().item() < 11.5
+    assert elastic_displacement((8, 8), grid=2, std=0.0).abs().max() == 0
+
+
+def test_elastic_deform_zero_field_is_identity_and_same_field_for_both():
+    mask = block_mask()
+    image = torch.stack([mask.float() / 4] * 3)
+    same_image, same_mask = elastic_deform(image, mask, torch.zeros(64, 64, 2))
+    torch.testing.assert_close(same_image, image)
+    assert torch.equal(same_mask, mask)
+    # A uniform shift of 5 pixels to the left (sample at x + 5) moves image and mask together.
+    shift = torch.zeros(64, 64, 2)
+    shift[..., 0] = 5.0
+    img2, mask2 = elastic_deform(image, mask, shift)
+    assert torch.equal(mask2[:, :50], mask[:, 5:55])
+    torch.testing.assert_close(img2[:, :, :50], image[:, :, 5:55])
+
+
+def test_elastic_mask_keeps_labels_and_follows_image():
+    torch.manual_seed(0)
+    mask = block_mask()
+    image = torch.stack([mask.float() / 4] * 3)
+    field = elastic_displacement((64, 64), grid=4, std=4.0)
+    img2, mask2 = elastic_deform(image, mask, field)
+    assert mask2.dtype == torch.int64 and set(mask2.unique().tolist()) <= set(mask.unique().tolist())
+    assert not torch.equal(mask2, mask)
+    # Away from label edges the bilinear image and the nearest mask agree: the image encodes the label.
+    agree = (img2[0] * 4).round().long() == mask2
+    assert agree.float().mean() > 0.95
+
+
+def test_augment_with_elastic_and_vflip():
+    torch.manual_seed(0)
+    aug = SegmentationAugment(64, scale=None, color_jitter=None, hflip=False, vflip=True, elastic=(4, 3.0))
+    mask = block_mask()
+    image = torch.stack([mask.float() / 4] * 3)
+    outs = [aug(image, mask) for _ in range(8)]
+    for img, m in outs:
+        assert img.shape == (3, 64, 64) and m.shape == (64, 64) and m.dtype == torch.int64
+        assert set(m.unique().tolist()) <= set(mask.unique().tolist())
+        assert ((img[0] * 4).round().long() == m).float().mean() > 0.95
+    assert len({tuple(m.flatten()[:: 97].tolist()) for _, m in outs}) > 1
+    assert "elastic=(4, 3.0)" in repr(aug) and "vflip=True" in repr(aug)
+
+
+@pytest.mark.parametrize("bad", [(1, 3.0), (4, -1.0), (4.5, 2.0), "x", (4,)])
+def test_augment_rejects_bad_elastic(bad):
+    with pytest.raises(ValueError, match="elastic"):
+        SegmentationAugment(64, elastic=bad)
+
+
+def test_elastic_deform_checks_field_shape():
+    with pytest.raises(ValueError, match="displacement"):
+        elastic_deform(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), torch.zeros(8, 9, 2))

@@ -13,6 +13,8 @@ from .resnet import (
 )
 from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_connections, densenet_bc
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
+from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
+                   unet, unet_paper)
 from .backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
 
@@ -35,4 +37,7 @@ __all__ = [
     # backbones, deeplab
     "OUTPUT_STRIDES", "ResNetBackbone", "dilation_schedule", "resnet_backbone",
     "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
+    # unet
+    "INPUT_POLICIES", "UPSAMPLINGS", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",
+    "unet", "unet_paper",
 ]

@@ -1,0 +1,116 @@
+"""Chapter-4 helpers: odd-sized crops, border bands, and the U-Net input policies compared.
+
+A U-Net with ``D`` poolings and same padding takes sides that are multiples of ``2^D``. For any other
+size there are three fixes (:mod:`segbook.models.unet`): refuse and crop the input to the nearest
+valid size ("strict"), mirror-pad to a valid size and crop the output back ("pad"), or resize the
+decoder maps to their skips ("resize"). :func:`compare_input_policies` runs one trained net under
+each and measures what the issue of sizes costs: how much of the image gets a prediction, the
+accuracy in a band along the border (where padding and cropping act) and inside, and the time.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import torch
+
+from ..metrics import SegmentationMetrics
+from ..models.unet import INPUT_POLICIES, UNet, center_crop
+from ..sizes import nearest_valid_unet_sizes
+
+__all__ = ["random_crops", "border_band", "compare_input_policies"]
+
+
+def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int], *,
+                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``size = (h, w)`` window per pair at a random offset: ``[N, C, h, w]``, ``[N, h, w]``.
+
+    Offsets are drawn from a generator seeded with ``seed`` (same seed, same windows).
+    """
+    if images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ValueError(f"expected images [N, C, H, W] and masks [N, H, W] of one size, got "
+                         f"{tuple(images.shape)} and {tuple(masks.shape)}")
+    h, w = int(size[0]), int(size[1])
+    H, W = images.shape[-2:]
+    if not (1 <= h <= H and 1 <= w <= W):
+        raise ValueError(f"crop {h}x{w} does not fit images of {H}x{W}")
+    g = torch.Generator().manual_seed(int(seed))
+    tops = torch.randint(0, H - h + 1, (images.shape[0],), generator=g).tolist()
+    lefts = torch.randint(0, W - w + 1, (images.shape[0],), generator=g).tolist()
+    crops = [(images[i, :, t:t + h, l_:l_ + w], masks[i, t:t + h, l_:l_ + w]) for i, (t, l_) in enumerate(zip(tops, lefts))]
+    return torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
+
+
+def border_band(height: int, width: int, band: int) -> torch.Tensor:
+    """Bool ``[height, width]``: True for pixels within ``band`` pixels of the image border."""
+    if band < 1 or 2 * band > min(height, width):
+        raise ValueError(f"band must be in [1, min(height, width) / 2], got {band} for {height}x{width}")
+    inner = torch.zeros(height, width, dtype=torch.bool)
+    inner[band:height - band, band:width - band] = True
+    return ~inner
+
+
+def _best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@torch.inference_mode()
+def compare_input_policies(model: UNet, images: torch.Tensor, masks: torch.Tensor, *, band: int = 4,
+                           policies: tuple = INPUT_POLICIES, repeats: int = 3,
+                           ignore_index: int = 255) -> list[dict]:
+    """Run one same-padding U-Net under each input policy on ``images [N, C, H, W]`` of one (invalid) size.
+
+    ``"strict"`` cannot take the size, so its input is centre-cropped to the nearest valid size below
+    and the pixels outside the crop get no prediction (they count as errors in the accuracies). The
+    net's policy is restored afterwards.
+
+    Returns:
+        one row per policy: ``policy``, ``input`` and ``output`` sizes, ``covered`` (share of pixels
+        with a prediction), ``acc border`` and ``acc interior`` (pixel accuracy within / beyond
+        ``band`` pixels of the border, over all pixels), ``mIoU`` (all pixels; a missing
+        prediction counts as a wrong label) and ``ms`` (best of ``repeats`` forward passes).
+    """
+    if not isinstance(model, UNet) or model.padding != "same":
+        raise ValueError("compare_input_policies needs a UNet with padding='same'")
+    n, _, h, w = images.shape
+    k = model.num_classes
+    edge = border_band(h, w, band)
+    original = model.input_policy
+    was_training = model.training
+    model.eval()
+    rows = []
+    try:
+        for policy in policies:
+            model.set_input_policy(policy)
+            x = images
+            if policy == "strict":
+                hs, ws = (nearest_valid_unet_sizes(s, model.depth, "same")[0] for s in (h, w))
+                if hs is None or ws is None:
+                    raise ValueError(f"no valid size below {h}x{w} for a depth-{model.depth} U-Net")
+                x = center_crop(images, (hs, ws))
+            logits = model(x)
+            pred = torch.full((n, h, w), -1, dtype=torch.long)
+            top, left = (h - logits.shape[-2]) // 2, (w - logits.shape[-1]) // 2
+            pred[:, top:top + logits.shape[-2], left:left + logits.shape[-1]] = logits.argmax(1)
+            valid = masks != ignore_index
+            correct = (pred == masks) & valid
+            acc_border = float(correct[:, edge].sum()) / max(int(valid[:, edge].sum()), 1)
+            acc_inner = float(correct[:, ~edge].sum()) / max(int(valid[:, ~edge].sum()), 1)
+            metrics = SegmentationMetrics(k, ignore_index=ignore_index)
+            # A missing prediction counts as a wrong class: the next class after the true one.
+            filled = torch.where(pred >= 0, pred, (masks.clamp(max=k - 1) + 1) % k)
+            metrics.update(filled, masks)
+            ms = 1e3 * _best_time(lambda: model(x), repeats)
+            rows.append({"policy": policy, "input": f"{x.shape[-2]}x{x.shape[-1]}",
+                         "output": f"{logits.shape[-2]}x{logits.shape[-1]}",
+                         "covered": float((pred >= 0).float().mean()), "acc border": acc_border,
+                         "acc interior": acc_inner, "mIoU": float(metrics.compute()["miou"]), "ms": ms})
+    finally:
+        model.set_input_policy(original)
+        model.train(was_training)
+    return rows

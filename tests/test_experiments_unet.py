@@ -1,0 +1,78 @@
+"""Tests for segbook.experiments.unet: crops, border bands and the input-policy comparison."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segbook.experiments.unet import border_band, compare_input_policies, random_crops
+from segbook.models.unet import unet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_random_crops_are_windows_and_repeat_with_the_seed():
+    images = torch.arange(2 * 3 * 10 * 12, dtype=torch.float32).view(2, 3, 10, 12)
+    masks = images[:, 0].long()
+    x, m = random_crops(images, masks, (7, 9), seed=3)
+    assert x.shape == (2, 3, 7, 9) and m.shape == (2, 7, 9)
+    assert torch.equal(x[:, 0].long(), m)              # image and mask cut at the same place
+    for i in range(2):                                  # each crop is a contiguous window of its image
+        t, l_ = divmod(int(x[i, 0, 0, 0]) - i * 360, 12)
+        assert torch.equal(x[i], images[i, :, t:t + 7, l_:l_ + 9])
+    assert torch.equal(random_crops(images, masks, (7, 9), seed=3)[0], x)
+    with pytest.raises(ValueError, match="does not fit"):
+        random_crops(images, masks, (11, 9))
+
+
+def test_border_band():
+    b = border_band(6, 7, 2)
+    assert b.shape == (6, 7) and int((~b).sum()) == 2 * 3
+    assert b[0].all() and b[:, -1].all() and not b[2, 2]
+    with pytest.raises(ValueError, match="band"):
+        border_band(6, 7, 4)
+
+
+def test_compare_input_policies_rows():
+    torch.manual_seed(0)
+    net = unet(depth=2, base_width=4, num_classes=3).eval()
+    images = torch.rand(4, 3, 13, 18)
+    masks = torch.randint(0, 3, (4, 13, 18))
+    rows = compare_input_policies(net, images, masks, band=2, repeats=1)
+    by = {r["policy"]: r for r in rows}
+    assert by["strict"]["input"] == "12x16" and by["strict"]["output"] == "12x16"
+    assert by["strict"]["covered"] == pytest.approx(12 * 16 / (13 * 18))
+    for p in ("pad", "resize"):
+        assert by[p]["output"] == "13x18" and by[p]["covered"] == 1.0
+    for r in rows:
+        assert 0 <= r["acc border"] <= 1 and 0 <= r["acc interior"] <= 1 and 0 <= r["mIoU"] <= 1 and r["ms"] > 0
+    assert net.input_policy == "strict"                  # restored
+
+
+def test_compare_input_policies_counts_missing_pixels_as_errors():
+    """A net that is always right scores 1 where it predicts, and strict loses exactly the cropped pixels."""
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x[:, 0].long(), 3).permute(0, 3, 1, 2).float()
+
+    net = unet(depth=2, base_width=2, num_classes=3)
+    net.features = lambda x: {"logits": Oracle()(x)}    # labels encoded in channel 0 of the image
+    masks = torch.randint(0, 3, (2, 9, 9))
+    images = masks[:, None].float().expand(2, 3, 9, 9).contiguous()
+    rows = {r["policy"]: r for r in compare_input_policies(net, images, masks, band=1, repeats=1)}
+    assert rows["pad"]["acc border"] == 1.0 and rows["pad"]["acc interior"] == 1.0 and rows["pad"]["mIoU"] == 1.0
+    # strict: 8x8 centre crop of 9x9 (offset 0): row 8 and column 8 are lost, all in the border band.
+    assert rows["strict"]["acc interior"] == 1.0
+    assert rows["strict"]["acc border"] == pytest.approx(1 - 17 / (81 - 49))
+
+
+def test_compare_input_policies_needs_same_padding():
+    with pytest.raises(ValueError, match="same"):
+        compare_input_policies(unet(depth=1, base_width=2, padding="valid"), torch.rand(1, 3, 9, 9),
+                               torch.zeros(1, 9, 9, dtype=torch.long))
