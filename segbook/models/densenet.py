@@ -26,6 +26,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..nn.init import he_init
+
 __all__ = [
     "DenseLayer",
     "DenseBlock",
@@ -181,14 +183,7 @@ class DenseNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(ch, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        he_init(self, zero_linear_bias=True)
 
     @property
     def blocks(self) -> list[DenseBlock]:

@@ -49,6 +49,8 @@ import torch
 import torch.nn as nn
 
 from ..nn.conv import ConvBNAct, make_divisible
+from ..nn.drop_path import drop_path
+from ..nn.init import he_init
 from ..nn.squeeze_excite import SqueezeExcite
 
 __all__ = [
@@ -167,16 +169,6 @@ def round_repeats(repeats: int, depth_mult: float) -> int:
 # ----------------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------------
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero the whole residual branch of a sample with probability ``p`` in
-    training and scale the survivors by ``1 / (1 - p)`` (identity in eval)."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-    return x * mask / keep
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck with squeeze-and-excitation (see the module docstring).
 
@@ -303,11 +295,7 @@ class EfficientNet(nn.Module):
         #: set by :func:`efficientnet_small`: the compound-scaling multipliers and the input size.
         self.scaling: Optional[CompoundScaling] = None
         self.resolution: Optional[int] = None
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        he_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map after the head conv: ``[N, head_channels, H/stride, W/stride]``."""

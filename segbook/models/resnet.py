@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..devices import to_module
+from ..nn.init import he_init
 
 __all__ = [
     "PadShortcut",
@@ -321,25 +322,6 @@ def residual_ratios(model: CifarResNet, images: torch.Tensor) -> list[float]:
         model.train(was_training)
     ratios = torch.stack(norms)
     return (ratios[:, 0] / ratios[:, 1].clamp_min(1e-12)).tolist()
-
-
-def he_init(model: nn.Module) -> nn.Module:
-    """He et al. (2015) initialisation, in place, as in torchvision's ResNet.
-
-    Convolutions: ``N(0, 2 / fan_out)`` with ``fan_out = out_channels * k_h * k_w / groups``
-    (``kaiming_normal_(mode="fan_out", nonlinearity="relu")``), which keeps the variance of the
-    *gradients* constant through a ReLU net; batch norms: scale 1, shift 0. Linear layers keep
-    PyTorch's default. Returns the model.
-    """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    return model
 
 
 def cifar_resnet(depth: int = 20, *, width: int = 16, num_classes: int = 10, shortcuts: bool = True,
