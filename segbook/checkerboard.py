@@ -1,4 +1,4 @@
-"""Measuring checkerboard artifacts: overlap (coverage) maps and a checkerboard score.
+"""Measuring checkerboard artifacts: overlap (coverage) maps, a checkerboard score and a periodic amplitude.
 
 Coverage
 --------
