@@ -1,4 +1,4 @@
-"""Measuring checkerboard artifacts: overlap (coverage) maps and a checkerboard score.
+"""Measuring checkerboard artifacts: overlap (coverage) maps, a checkerboard score and a periodic amplitude.
 
 Coverage
 --------
@@ -29,6 +29,22 @@ checkerboard ``(-1)^(i+j)``), 0 for a constant map (defined as 0 when the varian
 close to ``(P^2 - 1) / (H W)`` for white noise. It does not change when ``x`` is scaled or
 shifted (``a x + b``, ``a != 0``), so brightness and contrast do not matter. A smooth image has
 almost no energy at those frequencies; a network output with checkerboard artifacts has.
+
+Periodic amplitude
+------------------
+The score is a *share*: it says how much of a map's variation is periodic, not how strong the
+periodic part is. On a textured image a faint grid has a small share, on a flat image any grid at
+all has share 1. :func:`periodic_amplitude` returns the size of the same component instead, in the
+units of the map: the root mean square of the ``P``-periodic part ``m_ab - m`` (the phase means
+minus the overall mean, tiled over the map)::
+
+    amplitude(x) = sqrt( (1 / P^2) sum_ab (m_ab - m)^2 )
+
+It is 0 for a constant map and for any map whose phase means agree (no period-``P`` component),
+exactly ``|a|`` for a checkerboard ``a (-1)^(i+j) + b`` (period 2), it scales with ``|a|`` when
+``x`` becomes ``a x + b`` and ignores ``b``. Measured on a network's output for a flat input,
+where the correct output has no periodic part, it is the strength of the artifact itself (times
+255: in grey levels of an 8-bit image).
 """
 from __future__ import annotations
 
@@ -37,7 +53,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score"]
+__all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score", "periodic_amplitude"]
 
 
 def _layers(layers) -> list[tuple[int, int]]:
@@ -117,14 +133,8 @@ def coverage_ratio(coverage: torch.Tensor) -> float:
     return float(coverage.max().item() / lo)
 
 
-def checkerboard_score(x: torch.Tensor, period: int = 2) -> torch.Tensor:
-    """Fraction of each map's variance that is ``period``-periodic (see the module docstring), in ``[0, 1]``.
-
-    Shapes: ``x [..., H, W]`` with ``H`` and ``W`` multiples of ``period`` -> score ``[...]`` (one
-    value per map, e.g. ``[N, C]`` for a batch; a 0-d tensor for one ``[H, W]`` map). Computed in
-    float64. A map whose variance is below ``1e-12`` times its mean square (a constant, up to
-    rounding) scores 0.
-    """
+def _periodic_part(x: torch.Tensor, period: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check ``x [..., H, W]`` and ``period``; return (``x - mean`` in float64, phase means of it ``[..., P, P]``)."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a tensor [..., H, W], got {getattr(x, 'shape', type(x))}")
     if isinstance(period, bool) or not isinstance(period, int) or period < 2:
@@ -136,13 +146,37 @@ def checkerboard_score(x: torch.Tensor, period: int = 2) -> torch.Tensor:
             f"e.g. x[..., :{h - h % period}, :{w - w % period}]"
         )
     x = x.detach().to(torch.float64)
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    centred = x - mean
-    total = centred.square().sum(dim=(-2, -1))
+    centred = x - x.mean(dim=(-2, -1), keepdim=True)
     phases = centred.reshape(*x.shape[:-2], h // period, period, w // period, period)
-    phase_means = phases.mean(dim=(-4, -2))                       # [..., P, P]
+    return centred, phases.mean(dim=(-4, -2))                      # [..., P, P]
+
+
+def checkerboard_score(x: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """Fraction of each map's variance that is ``period``-periodic (see the module docstring), in ``[0, 1]``.
+
+    Shapes: ``x [..., H, W]`` with ``H`` and ``W`` multiples of ``period`` -> score ``[...]`` (one
+    value per map, e.g. ``[N, C]`` for a batch; a 0-d tensor for one ``[H, W]`` map). Computed in
+    float64. A map whose variance is below ``1e-12`` times its mean square (a constant, up to
+    rounding) scores 0. Scale-invariant; for the strength of the pattern use
+    :func:`periodic_amplitude`.
+    """
+    centred, phase_means = _periodic_part(x, period)
+    h, w = centred.shape[-2:]
+    total = centred.square().sum(dim=(-2, -1))
     periodic = phase_means.square().sum(dim=(-2, -1)) * (h * w / period ** 2)
-    scale = x.square().sum(dim=(-2, -1))
+    scale = x.detach().to(torch.float64).square().sum(dim=(-2, -1))
     flat = total <= 1e-12 * scale
     score = torch.where(flat, torch.zeros_like(total), periodic / torch.where(flat, torch.ones_like(total), total))
     return score.clamp(0.0, 1.0)
+
+
+def periodic_amplitude(x: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """RMS of each map's ``period``-periodic component, in the units of ``x`` (see the module docstring).
+
+    Shapes: ``x [..., H, W]`` with ``H`` and ``W`` multiples of ``period`` -> amplitude ``[...]``
+    (float64; a 0-d tensor for one ``[H, W]`` map). Not scale-invariant: ``periodic_amplitude(a x + b)
+    = |a| periodic_amplitude(x)``. 0 for a constant map; ``|a|`` for ``a (-1)^(i+j) + b``. The
+    squared amplitude times ``H W`` is the periodic energy in :func:`checkerboard_score`'s numerator.
+    """
+    _, phase_means = _periodic_part(x, period)
+    return phase_means.square().mean(dim=(-2, -1)).sqrt()

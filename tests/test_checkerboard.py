@@ -91,3 +91,48 @@ def test_score_shapes_and_errors():
         checkerboard_score(torch.randn(8, 8), 1)
     with pytest.raises(ValueError, match=r"\[\.\.\., H, W\]"):
         checkerboard_score(torch.randn(8))
+
+
+def test_periodic_amplitude_on_constructed_images():
+    from segbook.checkerboard import periodic_amplitude
+
+    cb = _checker(16).double()                          # +-1 checkerboard
+    for a, b in ((0.25, 0.5), (3.0, -1.0), (-0.01, 7.0)):
+        assert periodic_amplitude(a * cb + b).item() == pytest.approx(abs(a), rel=1e-12)
+    assert periodic_amplitude(torch.full((8, 8), 0.37)).item() == 0.0
+    # a pattern of period 2 along rows only: phase means +-0.3, so the RMS over the 4 phases is 0.3
+    i = torch.arange(8)
+    stripes = (0.3 * (-1.0) ** i)[:, None].expand(8, 8)
+    assert periodic_amplitude(stripes).item() == pytest.approx(0.3)
+    # a smooth image has no period-2 component; adding a known checkerboard gives back its amplitude
+    t = torch.arange(16, dtype=torch.float64) * (2 * torch.pi / 16)
+    ramp = torch.cos(t)[:, None] + torch.sin(2 * t)[None, :]
+    assert periodic_amplitude(ramp).item() < 1e-12
+    assert periodic_amplitude(ramp + 0.02 * cb).item() == pytest.approx(0.02, rel=1e-9)
+    # unlike the score, it is not scale-invariant: the same faint grid on a flat image scores 1
+    faint = 1e-3 * cb + 0.5
+    assert checkerboard_score(faint).item() == pytest.approx(1.0)
+    assert periodic_amplitude(faint).item() == pytest.approx(1e-3)
+    # period 4: a 4-periodic pattern of amplitude 2 (blocks of 2x2)
+    assert periodic_amplitude(2 * _checker(16, 4), 4).item() == pytest.approx(2.0)
+
+
+def test_periodic_amplitude_matches_the_score_energy_and_shapes():
+    from segbook.checkerboard import periodic_amplitude
+
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    amp = periodic_amplitude(x)
+    assert amp.shape == (2, 3) and periodic_amplitude(x[0, 0]).dim() == 0
+    centred = x - x.mean((-2, -1), keepdim=True)
+    variance = centred.square().mean((-2, -1))
+    assert (amp.square() / variance).flatten().tolist() == pytest.approx(checkerboard_score(x).flatten().tolist())
+    # the FFT: energy at the three non-zero period-2 frequencies / (H W)^2 = amplitude^2
+    power = torch.fft.fft2(x[0, 0]).abs() ** 2
+    periodic = power[0, 12] + power[8, 0] + power[8, 12]
+    assert amp[0, 0].item() ** 2 == pytest.approx((periodic / (16 * 24) ** 2).item())
+    with pytest.raises(ValueError, match="multiples"):
+        periodic_amplitude(torch.randn(7, 8))
+    with pytest.raises(ValueError, match="period"):
+        periodic_amplitude(torch.randn(8, 8), 1)
+    with pytest.raises(ValueError, match=r"\[\.\.\., H, W\]"):
+        periodic_amplitude(torch.randn(8))

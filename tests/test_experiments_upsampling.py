@@ -113,5 +113,12 @@ def test_drawings_return_artists():
     assert len(ax.patches) == 3 * 3 + 7
     fig = show_images({"rgb": torch.rand(3, 4, 4), "map": torch.randn(4, 4)}, symmetric=True)
     assert len(fig.axes) == 3   # two panels and one colour bar
+    fig = show_images({"a": torch.randn(4, 4), "b": 1e-6 * torch.randn(4, 4)}, vrange=(-2.0, 2.0),
+                      colorbar_label="grey levels")
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "grey levels"]
+    assert len(bars) == 2
+    assert all(im.get_clim() == (-2.0, 2.0) for ax in fig.axes for im in ax.get_images())
+    with pytest.raises(ValueError, match="vrange"):
+        show_images({"a": torch.randn(4, 4)}, vrange=(1.0, 1.0))
     import matplotlib.pyplot as plt
     plt.close("all")

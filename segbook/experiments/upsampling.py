@@ -364,11 +364,16 @@ def draw_scatter_1d(x: Sequence[float], kernel: Sequence[float], *, stride: int 
 
 
 def show_images(panels: dict, *, ncols: Optional[int] = None, panel_size: float = 1.6, cmap: str = "gray",
-                suptitle: Optional[str] = None, symmetric: bool = False):
+                suptitle: Optional[str] = None, symmetric: bool = False,
+                vrange: Optional[tuple[float, float]] = None, colorbar_label: Optional[str] = None):
     """Show a dict ``title -> image`` (``[3, H, W]`` RGB in [0, 1], or ``[H, W]`` with its own colour scale).
 
-    2-D maps get a colour bar; ``symmetric`` centres their scale on 0 (for gradients). Returns the figure.
+    2-D maps get a colour bar (labelled ``colorbar_label``, e.g. the unit); ``symmetric`` centres
+    each map's scale on 0 (for gradients); ``vrange=(lo, hi)`` gives all maps the same scale
+    instead (to compare their strength). Returns the figure.
     """
+    if vrange is not None and not (len(vrange) == 2 and vrange[0] < vrange[1]):
+        raise ValueError(f"vrange must be (lo, hi) with lo < hi, got {vrange!r}")
     import matplotlib.pyplot as plt
 
     n = len(panels)
@@ -384,11 +389,16 @@ def show_images(panels: dict, *, ncols: Optional[int] = None, panel_size: float 
             ax.imshow(t.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
         else:
             kw = {}
-            if symmetric:
+            if vrange is not None:
+                kw = {"vmin": vrange[0], "vmax": vrange[1]}
+            elif symmetric:
                 m = t.abs().max().item() or 1.0
                 kw = {"vmin": -m, "vmax": m}
             im = ax.imshow(t.numpy(), cmap=cmap, interpolation="nearest", **kw)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            bar.ax.tick_params(labelsize=6)
+            if colorbar_label:
+                bar.set_label(colorbar_label, fontsize=7)
         ax.set_title(title, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
