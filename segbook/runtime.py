@@ -18,6 +18,14 @@ Profiles
 
 The environment variable ``SEGBOOK_PROFILE=quick|full`` overrides the choice.
 
+Data
+----
+``shapes`` (the procedural datasets, no files, no download) is the default everywhere.
+``$SEGBOOK_DATA=cifar10|pets|voc`` (or ``setup(data=...)``) asks a chapter to train on a real
+dataset instead (see :func:`segbook.data.chapter_datasets`), read from ``$SEGBOOK_DATA_ROOT``
+(default ``~/.cache/segbook``) and downloaded there only when ``download`` is on: by default in
+Colab, never elsewhere (``$SEGBOOK_DOWNLOAD=1|0`` or ``setup(download=...)`` overrides).
+
 Seeds
 -----
 A chapter derives every seed it uses from ``rt.seed`` (``rt.seed``, ``rt.seed + 1``, ...), never
@@ -31,6 +39,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, TypeVar, Union
 
 import numpy as np
@@ -40,6 +49,14 @@ __all__ = [
     "PROFILES",
     "PROFILE_ENV",
     "SEED_OFFSET_ENV",
+    "DATA_CHOICES",
+    "DATA_ENV",
+    "DATA_ROOT_ENV",
+    "DOWNLOAD_ENV",
+    "DEFAULT_DATA_ROOT",
+    "get_data",
+    "get_data_root",
+    "get_download",
     "seed_offset",
     "Profile",
     "Runtime",
@@ -53,6 +70,11 @@ __all__ = [
 PROFILES = ("quick", "full")
 PROFILE_ENV = "SEGBOOK_PROFILE"
 SEED_OFFSET_ENV = "SEGBOOK_SEED_OFFSET"
+DATA_CHOICES = ("shapes", "cifar10", "pets", "voc")
+DATA_ENV = "SEGBOOK_DATA"
+DATA_ROOT_ENV = "SEGBOOK_DATA_ROOT"
+DOWNLOAD_ENV = "SEGBOOK_DOWNLOAD"
+DEFAULT_DATA_ROOT = "~/.cache/segbook"
 
 T = TypeVar("T")
 
@@ -195,17 +217,77 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def get_data(name: Optional[str] = None) -> str:
+    """The dataset a chapter trains on: one of :data:`DATA_CHOICES`.
+
+    Order of precedence: the ``name`` argument, then ``$SEGBOOK_DATA``, then ``"shapes"`` (the
+    procedural data). Case-insensitive; an unknown name raises ``ValueError`` listing the valid
+    ones and saying where the bad value came from.
+    """
+    source = "argument"
+    if name is None:
+        env = os.environ.get(DATA_ENV, "").strip()
+        if not env:
+            return "shapes"
+        name, source = env, f"${DATA_ENV}"
+    if not isinstance(name, str):
+        raise TypeError(f"data must be a str (one of {DATA_CHOICES}), got {type(name).__name__}")
+    key = name.strip().lower()
+    if key not in DATA_CHOICES:
+        raise ValueError(
+            f"unknown data {name!r} (from the {source}); expected one of {DATA_CHOICES}. "
+            f"'shapes' is the procedural default; unset {DATA_ENV} to use it."
+        )
+    return key
+
+
+def get_data_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:
+    """Folder real datasets are read from (and downloaded into): argument, ``$SEGBOOK_DATA_ROOT``,
+    then :data:`DEFAULT_DATA_ROOT`; ``~`` is expanded, the folder is not created here."""
+    if root is None:
+        root = os.environ.get(DATA_ROOT_ENV, "").strip() or DEFAULT_DATA_ROOT
+    return Path(root).expanduser()
+
+
+def get_download(download: Optional[bool] = None) -> bool:
+    """Whether real datasets may be downloaded: argument, ``$SEGBOOK_DOWNLOAD`` (``1/true/yes`` or
+    ``0/false/no``), then :func:`in_colab` (on in Colab, off everywhere else)."""
+    if download is not None:
+        if not isinstance(download, bool):
+            raise TypeError(f"download must be True, False or None, got {download!r}")
+        return download
+    raw = os.environ.get(DOWNLOAD_ENV, "").strip().lower()
+    if not raw:
+        return in_colab()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"${DOWNLOAD_ENV} must be 1/true/yes or 0/false/no, got {raw!r}; unset it for the default")
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What :func:`setup` chose; ``print(rt)`` gives a one-line summary for the chapter log.
 
     ``seed`` is the effective seed: the ``seed`` passed to :func:`setup` plus
     ``$SEGBOOK_SEED_OFFSET``. Chapters derive all their seeds from it.
+
+    ``data`` is the dataset chapters train on (``"shapes"``, the procedural default, or
+    ``"cifar10"``, ``"pets"``, ``"voc"``); ``data_root`` the folder real data lives in and
+    ``download`` whether it may be fetched there (see :func:`segbook.data.chapter_datasets`).
     """
 
     seed: int
     device: torch.device
     profile: Profile
+    data: str = "shapes"
+    data_root: Path = Path(DEFAULT_DATA_ROOT).expanduser()
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_CHOICES:
+            raise ValueError(f"data must be one of {DATA_CHOICES}, got {self.data!r}")
 
     @property
     def amp(self) -> bool:
@@ -216,17 +298,28 @@ class Runtime:
         return (
             f"segbook profile={self.profile.name} device={self.device} seed={self.seed} "
             f"torch={torch.__version__} threads={torch.get_num_threads()} "
-            f"colab={in_colab()}"
+            f"colab={in_colab()} data={self._data_summary()}"
         )
 
+    def _data_summary(self) -> str:
+        if self.data == "shapes":
+            return "shapes"
+        return f"{self.data}(root={self.data_root}, download={self.download})"
 
-def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str] = None) -> Runtime:
-    """Seed everything, pick the device and the profile; the first call of every chapter.
+
+def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str] = None,
+          data: Optional[str] = None, data_root: Optional[Union[str, os.PathLike]] = None,
+          download: Optional[bool] = None) -> Runtime:
+    """Seed everything, pick the device, the profile and the data; the first call of every chapter.
 
     Args:
         seed: global seed (see :func:`seed_everything`); ``$SEGBOOK_SEED_OFFSET`` is added to it.
         profile: ``"quick"`` or ``"full"``; default from ``$SEGBOOK_PROFILE`` or the device.
         device: force a device; default :func:`pick_device`.
+        data: ``"shapes"`` (default), ``"cifar10"``, ``"pets"`` or ``"voc"``; default from
+            ``$SEGBOOK_DATA`` (see :func:`get_data`).
+        data_root: folder of the real datasets; default ``$SEGBOOK_DATA_ROOT`` or ``~/.cache/segbook``.
+        download: allow downloading real data; default ``$SEGBOOK_DOWNLOAD``, else on in Colab only.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -234,5 +327,6 @@ def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str]
     seed_everything(seed)
     dev = pick_device(device)
     prof = get_profile(profile, device=dev)
-    return Runtime(seed=seed, device=dev, profile=prof)
+    return Runtime(seed=seed, device=dev, profile=prof, data=get_data(data), data_root=get_data_root(data_root),
+                   download=get_download(download))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +26,10 @@ from segbook.runtime import (
 
 @pytest.fixture(autouse=True)
 def _no_profile_env(monkeypatch):
-    """Tests start without $SEGBOOK_PROFILE (CI may set it); each test sets what it needs."""
+    """Tests start without $SEGBOOK_PROFILE or the data variables (CI may set them); each test sets what it needs."""
     monkeypatch.delenv(PROFILE_ENV, raising=False)
+    for name in (runtime.DATA_ENV, runtime.DATA_ROOT_ENV, runtime.DOWNLOAD_ENV):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -326,14 +329,14 @@ def test_runtime_str(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     rt = Runtime(seed=0, device=torch.device("cpu"), profile=Profile("quick"))
     expected = (f"segbook profile=quick device=cpu seed=0 torch={torch.__version__} "
-                f"threads={torch.get_num_threads()} colab=False")
+                f"threads={torch.get_num_threads()} colab=False data=shapes")
     assert str(rt) == expected
     assert "\n" not in str(rt)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     rt2 = Runtime(seed=0, device=torch.device("cuda", 0), profile=Profile("full"))
     s = str(rt2)
     assert s.startswith("segbook profile=full device=cuda:0 seed=0 torch=")
-    assert s.endswith("colab=True")
+    assert s.endswith("colab=True data=shapes")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,3 +358,73 @@ def test_seed_offset_rejects_bad_values(monkeypatch, raw):
     monkeypatch.setenv(runtime.SEED_OFFSET_ENV, raw)
     with pytest.raises(ValueError, match="SEGBOOK_SEED_OFFSET"):
         runtime.seed_offset()
+
+
+# ---------------------------------------------------------------------------------------------
+# data choice ($SEGBOOK_DATA, $SEGBOOK_DATA_ROOT, $SEGBOOK_DOWNLOAD)
+# ---------------------------------------------------------------------------------------------
+def test_data_defaults_to_shapes(no_accelerator, monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    rt = setup()
+    assert rt.data == "shapes" and rt.download is False
+    assert rt.data_root == Path("~/.cache/segbook").expanduser()
+    assert str(rt).endswith(" data=shapes")
+    assert Runtime(0, torch.device("cpu"), Profile("quick")).data == "shapes"
+
+
+@pytest.mark.parametrize("name", runtime.DATA_CHOICES)
+def test_data_from_env_and_argument(no_accelerator, monkeypatch, name):
+    monkeypatch.setenv(runtime.DATA_ENV, name.upper())
+    assert setup().data == name
+    assert setup(data="shapes").data == "shapes"  # the argument wins over the environment
+
+
+def test_real_data_is_printed_with_root_and_download(no_accelerator, monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.DATA_ROOT_ENV, str(tmp_path))
+    rt = setup(data="pets")
+    assert rt.data_root == tmp_path
+    assert str(rt).endswith(f" data=pets(root={tmp_path}, download=False)")
+
+
+@pytest.mark.parametrize("bad", ["imagenet", "", "shape"])
+def test_unknown_data_is_a_clear_error(no_accelerator, monkeypatch, bad):
+    with pytest.raises(ValueError, match=r"unknown data .*expected one of \('shapes', 'cifar10', 'pets', 'voc'\)"):
+        setup(data=bad)
+    if bad:
+        monkeypatch.setenv(runtime.DATA_ENV, bad)
+        with pytest.raises(ValueError, match=r"from the \$SEGBOOK_DATA"):
+            setup()
+    with pytest.raises(TypeError, match="data must be a str"):
+        setup(data=3)
+    with pytest.raises(ValueError, match="data must be one of"):
+        Runtime(0, torch.device("cpu"), Profile("quick"), data="mnist")
+
+
+def test_download_on_in_colab_only(no_accelerator, monkeypatch):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert setup(data="pets").download is False
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert setup(data="pets").download is True
+    assert setup(data="pets", download=False).download is False
+    monkeypatch.setenv(runtime.DOWNLOAD_ENV, "0")
+    assert setup(data="pets").download is False
+    monkeypatch.delitem(sys.modules, "google.colab")
+    monkeypatch.setenv(runtime.DOWNLOAD_ENV, "yes")
+    assert setup(data="pets").download is True
+    monkeypatch.setenv(runtime.DOWNLOAD_ENV, "maybe")
+    with pytest.raises(ValueError, match="SEGBOOK_DOWNLOAD"):
+        setup()
+    with pytest.raises(TypeError, match="download must be"):
+        runtime.get_download("yes")
+
+
+def test_data_root_expands_user(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/learner")
+    assert runtime.get_data_root("~/d") == Path("/home/learner/d")
+    monkeypatch.setenv(runtime.DATA_ROOT_ENV, "~/data")
+    assert runtime.get_data_root() == Path("/home/learner/data")
+
+
+def test_data_choice_keeps_seed_semantics(no_accelerator, monkeypatch):
+    monkeypatch.setenv(runtime.SEED_OFFSET_ENV, "2")
+    assert setup(seed=1, data="voc").seed == 3

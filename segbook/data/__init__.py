@@ -2,8 +2,10 @@
 
 ``synthetic`` needs no files at all; ``real`` reads CIFAR-10, Oxford-IIIT Pet and PASCAL VOC from a
 folder and downloads only when asked to (``download=True``); ``transforms`` augments an image and
-its mask together so that masks are never interpolated bilinearly.
+its mask together so that masks are never interpolated bilinearly; ``chapter`` picks one of them
+for a chapter from ``rt.data`` (:func:`chapter_datasets`).
 """
+from .chapter import DATA_TASKS, ChapterSubset, DataInfo, chapter_datasets, take
 from .real import (
     CIFAR10,
     CIFAR10_CLASSES,
@@ -35,6 +37,11 @@ from .transforms import (
 )
 
 __all__ = [
+    "DATA_TASKS",
+    "ChapterSubset",
+    "DataInfo",
+    "chapter_datasets",
+    "take",
     "CLASSIFICATION_CLASSES",
     "SEGMENTATION_CLASSES",
     "ShapesClassification",
