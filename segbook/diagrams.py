@@ -18,6 +18,7 @@ normalisation/activation grey, merges (add, concatenate, multiply) green, fully 
 :func:`mbconv_diagram`         an :class:`~segbook.models.efficientnet.MBConv` block
 :func:`fcn_skip_diagram`       FCN-32s/16s/8s: backbone strides, score layers, fusions
 :func:`transposed_conv_diagram` how a transposed convolution scatters its input (overlaps)
+:func:`deeplab_diagram`        DeepLab v3/v3+: dilated backbone, ASPP branches, decoder
 =============================  ==========================================================
 
 :func:`figure_text` returns every string drawn in a figure (the tests use it to check that the
@@ -44,6 +45,7 @@ __all__ = [
     "mbconv_diagram",
     "fcn_skip_diagram",
     "transposed_conv_diagram",
+    "deeplab_diagram",
 ]
 
 _COLOURS = {"conv": "#cfe2f3", "pool": "#fce5cd", "norm": "#eeeeee", "merge": "#d9ead3", "io": "#ffffff",
@@ -523,3 +525,123 @@ def transposed_conv_diagram(layer: Optional[nn.Module] = None, *, in_size: int =
     bar.ax.tick_params(labelsize=_FONT - 1)
     bar.set_label("inputs summed", fontsize=_FONT - 1)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Chapter 5: DeepLab
+# ----------------------------------------------------------------------------------------------
+def _aspp_branch_label(branch: nn.Module) -> str:
+    convs = [m for m in branch.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"ASPP branch {type(branch).__name__} has no convolution")
+    first, last = convs[0], convs[-1]
+    if isinstance(getattr(branch, "pool", None), nn.AdaptiveAvgPool2d):
+        return f"image pooling\n+ 1×1 conv, {last.out_channels}"
+    k = first.kernel_size[0]
+    kind = " sep." if first.groups == first.in_channels and first.groups > 1 else ""
+    rate = f", rate {first.dilation[0]}" if k > 1 else ""
+    return f"{k}×{k}{kind} conv{rate}\n{last.out_channels} ch"
+
+
+def deeplab_diagram(model: Optional[nn.Module] = None) -> Figure:
+    """DeepLab v3 or v3+ (Chen et al. 2017 Fig. 5, 2018 Fig. 2): dilated backbone, ASPP and decoder.
+
+    Args:
+        model: a :class:`~segbook.models.deeplab.DeepLab` (default: ``deeplabv3plus()`` at output
+            stride 16 with the paper's rates 6, 12, 18). Everything drawn is read from it: each
+            backbone stage's stride, channels and atrous rate (``backbone.strides``,
+            ``backbone.channels``, ``backbone.dilations``), every ASPP branch's kernel, rate and
+            width (``model.aspp.branches``), the projection width, and for v3+ the decoder's
+            low-level reduction, fusion convolutions and classifier (``model.decoder``).
+
+    Returns:
+        The ``Figure``: the backbone bottom to top on the left, the parallel ASPP branches in the
+        middle with their concatenation and 1x1 projection, then (v3+) the upsampling to output
+        stride 4, the concatenation with the reduced ``layer1`` features and the fusion convs,
+        or (v3) the head, and the final bilinear upsampling to the input size.
+    """
+    if model is None:
+        from .models.deeplab import deeplabv3plus
+
+        model = deeplabv3plus()
+    if not all(hasattr(model, a) for a in ("backbone", "aspp", "decoder", "num_classes")):
+        raise TypeError(f"expected a DeepLab model (backbone, aspp, decoder), got {type(model).__name__}")
+    bb = model.backbone
+    stages = [s for s in ("stem", "layer1", "layer2", "layer3", "layer4") if s in bb.channels]
+    branches = list(model.aspp.branches.values())
+    project = _last_conv(model.aspp.project)
+    k = model.num_classes
+    os_ = bb.strides["layer4"]
+    plus = model.decoder is not None
+    row = 0.62
+    height = max(0.35 + row * (len(stages) + 1), 0.5 + 0.5 * len(branches) + 0.5) + 0.3
+    title = f"DeepLab v3{'+' if plus else ''}, output stride {os_}"
+    fig, ax = _canvas(_MAX_WIDTH, height, title=title)
+    # backbone, bottom to top
+    xb = 0.72
+    prev = _box(ax, xb, 0.35, f"image, {bb.in_channels} ch", kind="io", w=1.3, h=0.4)
+    boxes = {}
+    for i, name in enumerate(stages):
+        rate = bb.dilations.get(name, 1)
+        text = f"{name} /{bb.strides[name]}\n{bb.channels[name]} ch" + (f", rate {rate}" if rate > 1 else "")
+        b = _box(ax, xb, 0.35 + row * (i + 1), text, kind="pool" if rate == 1 else "conv", w=1.3, h=0.5,
+                 fontsize=_FONT - 1)
+        _arrow(ax, prev.top, b.bottom)
+        prev = boxes[name] = b
+    top4 = boxes[stages[-1]]
+    # ASPP branches in a column
+    xa = 2.3
+    n = len(branches)
+    ys = [height - 0.55 - 0.5 * i for i in range(n)]
+    ax.text(xa, height - 0.2, "ASPP", ha="center", va="center", fontsize=_FONT + 1)
+    bboxes = []
+    for y, br in zip(ys, branches):
+        b = _box(ax, xa, y, _aspp_branch_label(br), kind="pool" if hasattr(br, "pool") else "conv", w=1.45, h=0.42,
+                 fontsize=_FONT - 1)
+        _arrow(ax, top4.right, b.left)
+        bboxes.append(b)
+    ycat = sum(ys) / n
+    cat_ch = sum(_last_conv(br).out_channels for br in branches)
+    xp = 3.75
+    proj = _box(ax, xp, ycat, f"concat, {cat_ch} ch\n1×1 conv, {project.out_channels}", kind="merge", w=1.2,
+                h=0.62, fontsize=_FONT - 1)
+    for b in bboxes:
+        _arrow(ax, b.right, proj.left)
+    xd = 5.5
+    if plus:
+        dec = model.decoder
+        reduce = _last_conv(dec.reduce)
+        fuse = [m for m in dec.fuse.modules() if isinstance(m, nn.Conv2d)]
+        low_name = "layer1"
+        low = boxes[low_name]
+        up = _box(ax, xd, ycat, f"bilinear ×{os_ // bb.strides[low_name]}\nto /{bb.strides[low_name]}", kind="io",
+                  w=1.3, h=0.5, fontsize=_FONT - 1)
+        _arrow(ax, proj.right, up.left)
+        red = _box(ax, xp, low.y, f"1×1 conv, {reduce.out_channels}\n(low-level)", kind="conv", w=1.2, h=0.5,
+                   fontsize=_FONT - 1)
+        _arrow(ax, low.right, red.left)
+        ycat2 = low.y - 0.1
+        cat2 = _box(ax, xd, (ycat + ycat2) / 2, f"concat, {project.out_channels + reduce.out_channels} ch", kind="merge",
+                    w=1.3, h=0.4, fontsize=_FONT - 1)
+        _arrow(ax, up.bottom, cat2.top)
+        _arrow(ax, red.right, cat2.left)
+        convs = [m for m in fuse if m.kernel_size[0] > 1 or m.groups == 1]
+        ks = {c.kernel_size[0] for c in convs if c.kernel_size[0] > 1}
+        n3 = sum(1 for c in convs if c.kernel_size[0] > 1)
+        width = _last_conv(dec.fuse).out_channels
+        sep = " sep." if any(c.groups == c.in_channels and c.groups > 1 for c in fuse) else ""
+        kk = max(ks) if ks else 1
+        fz = _box(ax, xd, ycat2, f"{n3}× {kk}×{kk}{sep} conv, {width}\n1×1 conv, {dec.classifier.out_channels}",
+                  kind="conv", w=1.5, h=0.5, fontsize=_FONT - 1)
+        _arrow(ax, cat2.bottom, fz.top)
+        final_stride, last = bb.strides[low_name], fz
+    else:
+        head = [m for m in model.head.modules() if isinstance(m, nn.Conv2d)]
+        hz = _box(ax, xd, ycat, "\n".join(_conv_label(c) for c in head), kind="conv", w=1.5, h=0.55,
+                  fontsize=_FONT - 1)
+        _arrow(ax, proj.right, hz.left)
+        final_stride, last = os_, hz
+    out = _box(ax, xd, 0.35, f"bilinear ×{final_stride}\n→ {k}×H×W", kind="io", w=1.3, h=0.5, fontsize=_FONT - 1)
+    _arrow(ax, last.bottom, out.top)
+    return fig
+

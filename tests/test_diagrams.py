@@ -12,7 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
 from segbook.diagrams import (  # noqa: E402
-    dense_block_diagram, fcn_skip_diagram, figure_text, inception_diagram, mbconv_diagram, residual_block_diagram,
+    deeplab_diagram, dense_block_diagram, fcn_skip_diagram, figure_text, inception_diagram, mbconv_diagram, residual_block_diagram,
     se_block_diagram, transposed_conv_diagram,
 )
 from segbook.models import DenseBlock, Inception, InceptionConfig, MBConv, fcn8s, fcn16s, fcn32s, inception_3a  # noqa: E402
@@ -146,3 +146,29 @@ def test_transposed_conv_diagram_counts_overlaps():
     with pytest.raises(ValueError, match="in_size"):
         transposed_conv_diagram(in_size=0)
 
+
+
+def test_deeplab_diagram_reads_rates_and_widths():
+    from segbook.models.deeplab import deeplabv3, deeplabv3plus
+
+    plus = deeplabv3plus(num_classes=6, depth=10, width=8, output_stride=8, base_rates=(1, 2, 3), aspp_channels=32,
+                         reduced_channels=6)
+    fig = deeplab_diagram(plus)
+    _fits_column(fig)
+    text = figure_text(fig)
+    assert "DeepLab v3+, output stride 8" in text
+    assert "layer3 /8\n32 ch, rate 2" in text and "layer4 /8\n64 ch, rate 4" in text
+    for rate in (2, 4, 6):
+        assert f"3×3 conv, rate {rate}\n32 ch" in text
+    assert "image pooling" in text and "concat, 160 ch\n1×1 conv, 32" in text
+    assert "1×1 conv, 6\n(low-level)" in text and "concat, 38 ch" in text and "bilinear ×2" in text
+    assert "bilinear ×4\n→ 6×H×W" in text
+
+    v3 = figure_text(deeplab_diagram(deeplabv3(num_classes=21)))
+    assert "DeepLab v3, output stride 16" in v3 and "layer4 /16\n128 ch, rate 2" in v3
+    assert all(f"rate {r}\n64 ch" in v3 for r in (6, 12, 18))
+    assert "low-level" not in v3 and "bilinear ×16\n→ 21×H×W" in v3
+    sep = figure_text(deeplab_diagram(deeplabv3plus(separable=True)))
+    assert "3×3 sep. conv, rate 12" in sep
+    with pytest.raises(TypeError, match="DeepLab"):
+        deeplab_diagram(nn.Conv2d(3, 3, 1))
