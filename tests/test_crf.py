@@ -27,13 +27,7 @@ needs_pydensecrf = pytest.mark.skipif(not HAS_PYDENSECRF, reason='pydensecrf not
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small images: one intra-op thread is faster and immune to a busy machine's oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scene(size: int, seed: int, num_classes: int = 21):

@@ -9,13 +9,7 @@ from torchvision.ops import deform_conv2d
 from segbook.nn import DeformConv2d, regular_grid, sampling_points
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bilinear_reference(x, points, weight, bias):

@@ -7,12 +7,7 @@ from segbook.experiments.backbones import efficientnet_scaling_table
 from segbook.models import efficientnet_small
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_flops_grow_about_2x_per_phi_step():

@@ -7,13 +7,7 @@ from segbook.experiments.deformable import (
 from segbook.nn import DeformConv2d
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _centres(image, k=2):

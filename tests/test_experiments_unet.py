@@ -8,12 +8,7 @@ from segbook.experiments.unet import border_band, compare_input_policies, random
 from segbook.models.unet import unet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_random_crops_are_windows_and_repeat_with_the_seed():

@@ -11,12 +11,7 @@ from segbook.sizes import (conv_output_size, conv_transpose_output_size, is_vali
                            pool_output_size, unet_output_size, unet_trace, unet_valid_sizes)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _side(module: nn.Module, n: int) -> int:

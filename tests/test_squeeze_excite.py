@@ -8,13 +8,7 @@ from segbook.analysis import count_params
 from segbook.nn import SqueezeExcite, se_hidden_channels, squeeze_excite
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one intra-op thread is faster, and far faster on a busy 2-core machine.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shape_and_scores_in_unit_interval():

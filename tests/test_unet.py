@@ -9,12 +9,7 @@ from segbook.models.unet import (DoubleConv, UNet, UpBlock, center_crop, mirror_
 from segbook.sizes import unet_trace
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**kw) -> UNet:
