@@ -1,4 +1,4 @@
-"""Tests for segbook.models.backbones: the dilated ResNet backbone and its output stride."""
+"""Tests for segbook.models.backbones: the VGG backbone of FCN, the dilated ResNet backbone and its output stride."""
 import pytest
 import torch
 import torch.nn as nn
@@ -6,7 +6,9 @@ import torchvision
 
 from segbook.analysis import empirical_receptive_field, receptive_field
 from segbook.models.resnet import BasicBlock, Bottleneck
-from segbook.models.backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
+from segbook.models.backbones import (
+    OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, VGGBackbone, dilation_schedule, resnet_backbone, vgg_backbone,
+)
 
 NAMES = ["stem", "layer1", "layer2", "layer3", "layer4"]
 
@@ -18,6 +20,44 @@ class _Layer4(nn.Module):
 
     def forward(self, x):
         return self.backbone(x)["layer4"]
+
+
+def test_vgg_features_by_name_and_stride():
+    bb = vgg_backbone(width=4).eval()
+    feats = bb(torch.rand(2, 3, 64, 64))
+    assert list(feats) == ["pool1", "pool2", "pool3", "pool4", "pool5"]
+    assert bb.strides == {"pool1": 2, "pool2": 4, "pool3": 8, "pool4": 16, "pool5": 32}
+    for name, f in feats.items():
+        s = bb.strides[name]
+        assert f.shape == (2, bb.channels[name], 64 // s, 64 // s)
+    assert bb.channels == {"pool1": 4, "pool2": 8, "pool3": 16, "pool4": 32, "pool5": 32}
+
+
+@pytest.mark.parametrize("hw", [(50, 70), (33, 95), (45, 45)])
+def test_vgg_ceil_sizes(hw):
+    feats = vgg_backbone(width=4).eval()(torch.rand(1, 3, *hw))
+    for k, f in enumerate(feats.values(), start=1):
+        assert f.shape[-2:] == tuple(-(-s // 2 ** k) for s in hw)
+
+
+def test_vgg_bad_arguments_and_input():
+    with pytest.raises(ValueError, match="5 entries"):
+        VGGBackbone(widths=(4, 8, 16))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        VGGBackbone(depths=(1, 1, 0, 2, 2))
+    bb = vgg_backbone(width=4)
+    assert bb.min_input_size == VGG_MIN_INPUT_SIZE == bb.strides["pool5"]
+    with pytest.raises(ValueError, match=f"at least {VGG_MIN_INPUT_SIZE}"):
+        bb(torch.rand(1, 3, VGG_MIN_INPUT_SIZE - 1, 64))
+
+
+def test_vgg_old_import_paths_still_work():
+    # The VGG backbone moved here from segbook.models.fcn; chapters and older code import it from there.
+    from segbook.models import VGGBackbone as from_models, vgg_backbone as builder_from_models
+    from segbook.models.fcn import VGGBackbone as from_fcn, vgg_backbone as builder_from_fcn
+
+    assert from_fcn is from_models is VGGBackbone
+    assert builder_from_fcn is builder_from_models is vgg_backbone
 
 
 def test_dilation_schedule():

@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from segbook.analysis import count_params
-from segbook.models.fcn import (
-    FCN, MIN_INPUT_SIZE, FCNHead, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone,
-)
+from segbook.models.backbones import VGGBackbone
+from segbook.models.fcn import FCN, MIN_INPUT_SIZE, FCNHead, ScoreLayer, fcn8s, fcn16s, fcn32s, patch_classifier
 
 SMALL = dict(num_classes=5, width=4, hidden=8)
 BUILDERS = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}
@@ -19,24 +18,6 @@ def _randomise_skips(model):
             layer.conv.weight.normal_(0, 0.5)
             layer.conv.bias.normal_(0, 0.5)
     return model
-
-
-def test_backbone_features_by_name_and_stride():
-    bb = vgg_backbone(width=4).eval()
-    feats = bb(torch.rand(2, 3, 64, 64))
-    assert list(feats) == ["pool1", "pool2", "pool3", "pool4", "pool5"]
-    assert bb.strides == {"pool1": 2, "pool2": 4, "pool3": 8, "pool4": 16, "pool5": 32}
-    for name, f in feats.items():
-        s = bb.strides[name]
-        assert f.shape == (2, bb.channels[name], 64 // s, 64 // s)
-    assert bb.channels == {"pool1": 4, "pool2": 8, "pool3": 16, "pool4": 32, "pool5": 32}
-
-
-@pytest.mark.parametrize("hw", [(50, 70), (33, 95), (45, 45)])
-def test_backbone_ceil_sizes(hw):
-    feats = vgg_backbone(width=4).eval()(torch.rand(1, 3, *hw))
-    for k, f in enumerate(feats.values(), start=1):
-        assert f.shape[-2:] == tuple(-(-s // 2 ** k) for s in hw)
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
@@ -175,8 +156,6 @@ def test_constructor_errors():
         FCN(bb, 5, skips=("pool3", "pool4"))
     with pytest.raises(ValueError, match="num_classes"):
         FCN(bb, 0)
-    with pytest.raises(ValueError, match="5 entries"):
-        VGGBackbone(widths=(4, 8, 16))
     with pytest.raises(TypeError):
         fcn8s(5)  # keyword-only
 

@@ -12,10 +12,11 @@ from .resnet import (
     plain44, plain56, plain110, resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, se_resnet20,
 )
 from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_connections, densenet_bc
-from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
+from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, fcn8s, fcn16s, fcn32s, patch_classifier
 from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
                    unet, unet_paper)
-from .backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
+from .backbones import (OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, VGGBackbone, dilation_schedule,
+                        resnet_backbone, vgg_backbone)
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
 
 __all__ = [
@@ -32,10 +33,10 @@ __all__ = [
     # densenet
     "DenseBlock", "DenseLayer", "DenseNet", "Transition", "count_dense_connections", "densenet_bc",
     # fcn
-    "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "VGGBackbone", "fcn8s", "fcn16s", "fcn32s",
-    "patch_classifier", "vgg_backbone",
+    "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "fcn8s", "fcn16s", "fcn32s", "patch_classifier",
     # backbones, deeplab
-    "OUTPUT_STRIDES", "ResNetBackbone", "dilation_schedule", "resnet_backbone",
+    "OUTPUT_STRIDES", "VGG_MIN_INPUT_SIZE", "ResNetBackbone", "VGGBackbone", "dilation_schedule",
+    "resnet_backbone", "vgg_backbone",
     "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
     # unet
     "INPUT_POLICIES", "UPSAMPLINGS", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",

@@ -1,6 +1,19 @@
-"""Backbones for dense prediction: a ResNet whose output stride is chosen by dilation.
+"""Backbones for dense prediction: the small VGG of FCN, and a ResNet whose output stride is chosen by dilation.
 
-A classification ResNet halves the resolution four or five times: its last map has stride 32
+Every backbone here keeps one contract, so a segmentation head can take any of them: ``forward``
+returns an ``OrderedDict`` of named maps (fine to coarse), and the attributes ``channels`` and
+``strides`` give each map's channels and stride (``{name: int}``); ``in_channels`` and
+``min_input_size`` say what input it takes (a smaller or wrongly shaped input raises a
+``ValueError`` from :func:`~segbook.models.segmentation.check_images` before any layer runs).
+
+VGG (:class:`VGGBackbone`, :func:`vgg_backbone`): the encoder of FCN (Long et al. 2015). Five
+stages of 3x3 conv-BN-ReLU layers, each ending in 2x2 max pooling with ``ceil_mode``, so stage
+``k`` maps ``H -> ceil(H / 2^k)`` and its map ``"poolk"`` has stride ``2^k``. Departures from
+VGG-16: widths ``(w, 2w, 4w, 8w, 8w)`` with a small ``w`` (16 instead of 64), one or two convs per
+stage instead of two or three, batch norm after every conv (VGG-16 has none), no ImageNet
+pretraining (:mod:`segbook.models.pretrained` loads it into a VGG-16-sized instance when asked).
+
+ResNet (:class:`ResNetBackbone`, :func:`resnet_backbone`): a classification ResNet halves the resolution four or five times: its last map has stride 32
 (one cell per 32x32 input pixels). That is too coarse for segmentation. DeepLab's answer (Chen et
 al. 2017, "Rethinking atrous convolution") is to *remove* the stride of the last stage(s) and to
 dilate their 3x3 convolutions instead, so every layer keeps the receptive field it had (in input
@@ -16,12 +29,7 @@ replaced stage still uses the previous rate (its input comes from the previous, 
 stage) and the later blocks the new one; the 1x1 projection shortcut of that first block gets
 stride 1.
 
-Contract shared with :class:`~segbook.models.fcn.VGGBackbone`: ``forward`` returns an
-``OrderedDict`` of named maps (fine to coarse), and the attributes ``channels`` and ``strides``
-give each map's channels and stride; ``in_channels`` and ``min_input_size`` say what input it
-takes.
-
-Where it departs from torchvision's ResNet: the widths are small (16-128 instead of 64-512) for
+Where the ResNet departs from torchvision's ResNet: the widths are small (16-128 instead of 64-512) for
 CPU training; the stem is configurable: ``"imagenet"`` is the 7x7/2 conv + 3x3/2 max pooling
 (stride 4) of the paper, ``"small"`` two 3x3 convs, the first with stride 2 (stride 2, for 64-pixel
 images, where a 7x7/2 + pooling stem throws away too much), in which case ``layer1`` takes the
@@ -41,18 +49,73 @@ from .resnet import BasicBlock, Bottleneck, he_init
 from .segmentation import check_images
 
 __all__ = [
+    "VGG_MIN_INPUT_SIZE",
     "OUTPUT_STRIDES",
+    "VGGBackbone",
     "dilation_schedule",
     "ResNetBackbone",
+    "vgg_backbone",
     "resnet_backbone",
 ]
 
+VGG_MIN_INPUT_SIZE = 32  # the VGG backbone's total stride: pool5 then has at least one cell of image pixels
 OUTPUT_STRIDES = (8, 16, 32)
-_STAGES = ("layer1", "layer2", "layer3", "layer4")
+_VGG_STAGES = ("pool1", "pool2", "pool3", "pool4", "pool5")
+_RESNET_STAGES = ("layer1", "layer2", "layer3", "layer4")
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 _STEMS = ("imagenet", "small")
 
 
+# ----------------------------------------------------------------------------------------------
+# VGG
+# ----------------------------------------------------------------------------------------------
+class VGGBackbone(nn.Module):
+    """Five VGG stages (``depths[i]`` 3x3 conv-BN-ReLU layers, then 2x2 max pooling), features by name.
+
+    Shapes: ``(N, C_in, H, W) ->`` ``OrderedDict`` with ``"pool1"`` ... ``"pool5"``;
+    ``"poolk"`` is ``(N, channels[k-1], ceil(H / 2^k), ceil(W / 2^k))`` (stride ``2^k``).
+
+    Attributes:
+        channels: ``{"pool1": c1, ..., "pool5": c5}``.
+        strides: ``{"pool1": 2, ..., "pool5": 32}``.
+        min_input_size: 32; smaller inputs raise ``ValueError``.
+    """
+
+    def __init__(self, *, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128, 128),
+                 depths: Sequence[int] = (1, 1, 2, 2, 2)) -> None:
+        super().__init__()
+        widths, depths = tuple(int(w) for w in widths), tuple(int(d) for d in depths)
+        if len(widths) != 5 or len(depths) != 5:
+            raise ValueError(f"widths and depths need 5 entries (one per stage), got {widths} and {depths}")
+        if min(widths) < 1 or min(depths) < 1:
+            raise ValueError(f"widths and depths must be >= 1, got {widths} and {depths}")
+        self.in_channels = in_channels
+        self.min_input_size = VGG_MIN_INPUT_SIZE
+        stages = []
+        c = in_channels
+        for width, depth in zip(widths, depths):
+            layers: list[nn.Module] = []
+            for _ in range(depth):
+                layers.append(ConvBNAct(c, width, 3))
+                c = width
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleDict(zip(_VGG_STAGES, stages))
+        self.channels = dict(zip(_VGG_STAGES, widths))
+        self.strides = {name: 2 ** (i + 1) for i, name in enumerate(_VGG_STAGES)}
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":  # noqa: D102
+        check_images(x, in_channels=self.in_channels, min_size=self.min_input_size, name=type(self).__name__)
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for name, stage in self.stages.items():
+            x = stage(x)
+            out[name] = x
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# ResNet
+# ----------------------------------------------------------------------------------------------
 def dilation_schedule(output_stride: int) -> tuple[bool, bool, bool]:
     """``replace_stride_with_dilation`` for ``layer2..layer4`` that gives ``output_stride``.
 
@@ -132,7 +195,7 @@ class ResNetBackbone(nn.Module):
         self.strides: dict[str, int] = {"stem": stem_stride}
         self.dilations: dict[str, int] = {}
         inplanes, stride_so_far, dilation = stem_width, stem_stride, 1
-        for i, (name, n_blocks, planes) in enumerate(zip(_STAGES, layers, widths)):
+        for i, (name, n_blocks, planes) in enumerate(zip(_RESNET_STAGES, layers, widths)):
             stride = first_stride if i == 0 else 2
             previous_dilation = dilation
             if i > 0 and replace[i - 1]:
@@ -167,10 +230,19 @@ class ResNetBackbone(nn.Module):
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         x = self.stem(x)
         out["stem"] = x
-        for name in _STAGES:
+        for name in _RESNET_STAGES:
             x = getattr(self, name)(x)
             out[name] = x
         return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders
+# ----------------------------------------------------------------------------------------------
+def vgg_backbone(*, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2)) -> VGGBackbone:
+    """The small VGG-like backbone: widths ``(w, 2w, 4w, 8w, 8w)`` as in VGG's 64-128-256-512-512."""
+    return VGGBackbone(in_channels=in_channels, widths=(width, 2 * width, 4 * width, 8 * width, 8 * width),
+                       depths=depths)
 
 
 def resnet_backbone(*, depth: int = 18, width: int = 16, output_stride: int = 32, in_channels: int = 3,

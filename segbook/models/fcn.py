@@ -12,12 +12,14 @@ Hariharan et al.). FCN-32s uses no skip, FCN-16s adds ``pool4``, FCN-8s adds ``p
 ``pool3``; the three differ in nothing else. Finally the stride-32/16/8 score map is upsampled to
 the input size by fixed bilinear interpolation.
 
-Layout (torchvision ``resnet.py`` style): the backbone :class:`VGGBackbone` (5 VGG stages of 3x3
-conv-BN-ReLU layers, each ending in 2x2 max pooling, returning its pooled maps by name), the
-heads :class:`FCNHead` (``fc6``/``fc7`` as convolutions + the ``score_fr`` classifier) and
-:class:`ScoreLayer` (1x1 conv on a skip), the model :class:`FCN`, and the builders
-:func:`fcn32s`, :func:`fcn16s`, :func:`fcn8s`, :func:`vgg_backbone` and
-:func:`patch_classifier` (the small crop classifier that chapter 2 convolutionalises).
+Layout (torchvision ``resnet.py`` style): the heads :class:`FCNHead` (``fc6``/``fc7`` as
+convolutions + the ``score_fr`` classifier) and :class:`ScoreLayer` (1x1 conv on a skip), the
+model :class:`FCN`, and the builders :func:`fcn32s`, :func:`fcn16s`, :func:`fcn8s` and
+:func:`patch_classifier` (the small crop classifier that chapter 2 convolutionalises). The
+backbone, :class:`~segbook.models.backbones.VGGBackbone` (5 VGG stages of 3x3 conv-BN-ReLU
+layers, each ending in 2x2 max pooling, returning its pooled maps by name) and its builder
+:func:`~segbook.models.backbones.vgg_backbone`, live in :mod:`segbook.models.backbones` (they
+are re-exported here, so ``from segbook.models.fcn import VGGBackbone`` still works).
 
 Any input size (at least :data:`MIN_INPUT_SIZE` = 32 on each side): pooling uses ``ceil_mode``
 so a stage maps ``H -> ceil(H / 2)``, and the map at stride ``s`` has ``ceil(H / s)`` rows. The 2x
@@ -47,9 +49,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct
 from ..nn.upsample import BilinearConvTranspose2d
-from .segmentation import SegmentationModel, check_images
+from .backbones import VGG_MIN_INPUT_SIZE, VGGBackbone, vgg_backbone
+from .segmentation import SegmentationModel
 
 __all__ = [
     "MIN_INPUT_SIZE",
@@ -64,58 +68,13 @@ __all__ = [
     "patch_classifier",
 ]
 
-MIN_INPUT_SIZE = 32  # the backbone's total stride: pool5 then has at least one cell of image pixels
+MIN_INPUT_SIZE = VGG_MIN_INPUT_SIZE  # the backbone's total stride: pool5 then has at least one cell of image pixels
 SKIP_ORDER = ("pool4", "pool3")  # from coarse to fine: FCN-16s uses the first, FCN-8s both
-_STAGES = ("pool1", "pool2", "pool3", "pool4", "pool5")
 
 
 # ----------------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------------
-class VGGBackbone(nn.Module):
-    """Five VGG stages (``depths[i]`` 3x3 conv-BN-ReLU layers, then 2x2 max pooling), features by name.
-
-    Shapes: ``(N, C_in, H, W) ->`` ``OrderedDict`` with ``"pool1"`` ... ``"pool5"``;
-    ``"poolk"`` is ``(N, channels[k-1], ceil(H / 2^k), ceil(W / 2^k))`` (stride ``2^k``).
-
-    Attributes:
-        channels: ``{"pool1": c1, ..., "pool5": c5}``.
-        strides: ``{"pool1": 2, ..., "pool5": 32}``.
-        min_input_size: 32; smaller inputs raise ``ValueError``.
-    """
-
-    def __init__(self, *, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128, 128),
-                 depths: Sequence[int] = (1, 1, 2, 2, 2)) -> None:
-        super().__init__()
-        widths, depths = tuple(int(w) for w in widths), tuple(int(d) for d in depths)
-        if len(widths) != 5 or len(depths) != 5:
-            raise ValueError(f"widths and depths need 5 entries (one per stage), got {widths} and {depths}")
-        if min(widths) < 1 or min(depths) < 1:
-            raise ValueError(f"widths and depths must be >= 1, got {widths} and {depths}")
-        self.in_channels = in_channels
-        self.min_input_size = MIN_INPUT_SIZE
-        stages = []
-        c = in_channels
-        for width, depth in zip(widths, depths):
-            layers: list[nn.Module] = []
-            for _ in range(depth):
-                layers.append(ConvBNAct(c, width, 3))
-                c = width
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleDict(zip(_STAGES, stages))
-        self.channels = dict(zip(_STAGES, widths))
-        self.strides = {name: 2 ** (i + 1) for i, name in enumerate(_STAGES)}
-
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":  # noqa: D102
-        check_images(x, in_channels=self.in_channels, min_size=self.min_input_size, name=type(self).__name__)
-        out: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for name, stage in self.stages.items():
-            x = stage(x)
-            out[name] = x
-        return out
-
-
 class FCNHead(nn.Sequential):
     """``fc6`` and ``fc7`` as convolutions, then the ``score_fr`` class scores, on ``pool5``.
 
@@ -168,7 +127,7 @@ class FCN(SegmentationModel):
     bilinear). :meth:`score_maps` returns every intermediate map by name.
 
     Args:
-        backbone: a :class:`VGGBackbone` (or any module returning ``pool3``/``pool4``/``pool5``
+        backbone: a :class:`~segbook.models.backbones.VGGBackbone` (or any module returning ``pool3``/``pool4``/``pool5``
             maps with ``channels`` and ``strides`` attributes like it).
         num_classes: number of classes.
         skips: ``()`` (FCN-32s), ``("pool4",)`` (FCN-16s) or ``("pool4", "pool3")`` (FCN-8s).
@@ -185,8 +144,7 @@ class FCN(SegmentationModel):
         skips = tuple(skips)
         if skips not in ((), SKIP_ORDER[:1], SKIP_ORDER):
             raise ValueError(f"skips must be (), ('pool4',) or ('pool4', 'pool3') (coarse to fine), got {skips}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        num_classes = positive_int(num_classes, "num_classes")
         self.backbone = backbone
         self.num_classes = num_classes
         self.skips = skips
@@ -252,12 +210,6 @@ class FCN(SegmentationModel):
 # ----------------------------------------------------------------------------------------------
 # Builders
 # ----------------------------------------------------------------------------------------------
-def vgg_backbone(*, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2)) -> VGGBackbone:
-    """The small VGG-like backbone: widths ``(w, 2w, 4w, 8w, 8w)`` as in VGG's 64-128-256-512-512."""
-    return VGGBackbone(in_channels=in_channels, widths=(width, 2 * width, 4 * width, 8 * width, 8 * width),
-                       depths=depths)
-
-
 def _fcn(skips: tuple, num_classes: int, in_channels: int, width: int, depths: Sequence[int],
          hidden: Optional[int], dropout: float, learnable_upsample: bool) -> FCN:
     backbone = vgg_backbone(in_channels=in_channels, width=width, depths=depths)

@@ -3,7 +3,7 @@
 FCN (Long et al. 2015) does not train its backbone from scratch: it starts from VGG-16 trained on
 ImageNet and fine-tunes the whole net on PASCAL VOC. On real photographs that start is most of
 what makes FCN work; on the book's procedural shapes the small backbones learn from scratch. This
-module puts torchvision's VGG-16 weights into segbook's :class:`~segbook.models.fcn.VGGBackbone`
+module puts torchvision's VGG-16 weights into segbook's :class:`~segbook.models.backbones.VGGBackbone`
 built at VGG-16's size (widths 64-128-256-512-512, depths 2-2-3-3-3), so that
 ``FCN(backbone, ...)`` is an FCN with the paper's encoder.
 
@@ -42,7 +42,8 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .fcn import FCN, SKIP_ORDER, VGGBackbone
+from .backbones import VGGBackbone
+from .fcn import FCN, SKIP_ORDER
 from .segmentation import check_images
 
 __all__ = [
