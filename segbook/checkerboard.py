@@ -53,6 +53,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .checks import positive_int
+
 __all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score", "periodic_amplitude"]
 
 
@@ -65,8 +67,7 @@ def _layers(layers) -> list[tuple[int, int]]:
             raise ValueError(f"layers must be (kernel_size, stride) pairs, got {layer!r}")
         k, s = layer
         for name, v in (("kernel_size", k), ("stride", s)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r} in {layer!r}")
+            positive_int(v, f"{name} in layer {layer!r}")
         out.append((k, s))
     if not out:
         raise ValueError("layers is empty: give at least one (kernel_size, stride) pair")
@@ -97,8 +98,7 @@ def coverage_1d(layers, *, periods: int = 2) -> torch.Tensor:
     ``coverage_1d([(3, 2), (3, 2)]) -> [3, 1, 3, 2, 3, 1, 3, 2]``.
     """
     layers = _layers(layers)
-    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
-        raise ValueError(f"periods must be a positive int, got {periods!r}")
+    periods = positive_int(periods, "periods")
     period = 1
     for _, s in layers:
         period *= s
@@ -137,8 +137,7 @@ def _periodic_part(x: torch.Tensor, period: int) -> tuple[torch.Tensor, torch.Te
     """Check ``x [..., H, W]`` and ``period``; return (``x - mean`` in float64, phase means of it ``[..., P, P]``)."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a tensor [..., H, W], got {getattr(x, 'shape', type(x))}")
-    if isinstance(period, bool) or not isinstance(period, int) or period < 2:
-        raise ValueError(f"period must be an int >= 2, got {period!r}")
+    period = positive_int(period, "period", minimum=2)
     h, w = x.shape[-2:]
     if h % period or w % period:
         raise ValueError(

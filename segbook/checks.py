@@ -16,7 +16,7 @@ def positive_int(value, name: str, *, minimum: int = 1, allow_none: bool = False
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        what = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
         raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
     return int(value)
 

@@ -70,6 +70,8 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 
+from .checks import positive_int
+
 __all__ = [
     "BACKENDS",
     "PROB_FLOOR",
@@ -181,8 +183,7 @@ def _check_probs(probs: Any) -> torch.Tensor:
 
 
 def _check_params(iterations, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb, bilateral_compat):
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    iterations = positive_int(iterations, "iterations", minimum=0)
     for name, v in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
                     ("bilateral_srgb", bilateral_srgb)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0) or not math.isfinite(v):

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import positive_int
+
 __all__ = ["connected_components", "instances_per_class"]
 
 
@@ -62,10 +64,8 @@ def instances_per_class(mask: torch.Tensor, num_classes: int, *, background: Opt
     map alone does not say which pixels form one object, which is the point of the count.
     """
     mask = _check_mask(mask)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(min_pixels, bool) or not isinstance(min_pixels, int) or min_pixels < 1:
-        raise ValueError(f"min_pixels must be a positive int, got {min_pixels!r}")
+    num_classes = positive_int(num_classes, "num_classes")
+    min_pixels = positive_int(min_pixels, "min_pixels")
     counts = []
     for k in range(num_classes):
         if k == background:

@@ -25,6 +25,8 @@ import torch
 from .constants import IGNORE_INDEX
 import torch.nn.functional as F
 
+from .checks import positive_int
+
 __all__ = [
     "confusion_matrix",
     "iou_per_class",
@@ -55,8 +57,7 @@ def _as_labels(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: Optional[int],
                 *, check_range: bool = True):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    num_classes = positive_int(num_classes, "num_classes")
     pred, target = _as_labels(pred, "pred"), _as_labels(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
@@ -155,8 +156,7 @@ def boundary_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, 
     Summing these over batches and then calling :func:`boundary_f1_from_counts` gives the
     dataset-level score.
     """
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
-        raise ValueError(f"tolerance must be a non-negative int (pixels), got {tolerance!r}")
+    tolerance = positive_int(tolerance, "tolerance", minimum=0)
     return _boundary(*_check_pair(pred, target, num_classes, ignore_index), num_classes, tolerance).cpu()
 
 
@@ -204,11 +204,9 @@ class SegmentationMetrics:
     """
 
     def __init__(self, num_classes: int, *, ignore_index: Optional[int] = IGNORE_INDEX, boundary_tolerance: int = 2) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if isinstance(boundary_tolerance, bool) or not isinstance(boundary_tolerance, int) or boundary_tolerance < 0:
-            # checked here too: otherwise update() would add to the confusion matrix, then raise
-            raise ValueError(f"boundary_tolerance must be a non-negative int (pixels), got {boundary_tolerance!r}")
+        num_classes = positive_int(num_classes, "num_classes")
+        # checked here too: otherwise update() would add to the confusion matrix, then raise
+        boundary_tolerance = positive_int(boundary_tolerance, "boundary_tolerance", minimum=0)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.tolerance = boundary_tolerance

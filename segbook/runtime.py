@@ -45,6 +45,8 @@ from typing import Optional, TypeVar, Union
 import numpy as np
 import torch
 
+from .checks import positive_int
+
 __all__ = [
     "PROFILES",
     "PROFILE_ENV",
@@ -94,8 +96,7 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
     Returns:
         The seed, for logging.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = positive_int(seed, "seed", minimum=0)
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -321,8 +322,7 @@ def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str]
         data_root: folder of the real datasets; default ``$SEGBOOK_DATA_ROOT`` or ``~/.cache/segbook``.
         download: allow downloading real data; default ``$SEGBOOK_DOWNLOAD``, else on in Colab only.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = positive_int(seed, "seed", minimum=0)
     seed = int(seed) + seed_offset()
     seed_everything(seed)
     dev = pick_device(device)

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .checks import positive_int
+
 __all__ = [
     "UNET_PADDINGS",
     "conv_output_size",
@@ -46,12 +48,6 @@ __all__ = [
 UNET_PADDINGS = ("same", "valid")
 
 
-def _int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Output side of ``nn.Conv2d`` (or floor-mode pooling) on a side of ``size`` pixels.
 
@@ -60,8 +56,8 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     Raises:
         ValueError: when the (dilated) kernel does not fit into the padded input, as torch would.
     """
-    _int(size, "size", 1); _int(kernel_size, "kernel_size", 1); _int(stride, "stride", 1)
-    _int(padding, "padding", 0); _int(dilation, "dilation", 1)
+    positive_int(size, "size"); positive_int(kernel_size, "kernel_size"); positive_int(stride, "stride")
+    positive_int(padding, "padding", minimum=0); positive_int(dilation, "dilation")
     span = dilation * (kernel_size - 1) + 1
     if size + 2 * padding < span:
         raise ValueError(f"a kernel spanning {span} pixels does not fit a side of {size} with padding {padding}")
@@ -79,8 +75,8 @@ def pool_output_size(size: int, kernel_size: int = 2, stride: Optional[int] = No
     stride = kernel_size if stride is None else stride
     if not ceil_mode:
         return conv_output_size(size, kernel_size, stride, padding, dilation)
-    _int(size, "size", 1); _int(kernel_size, "kernel_size", 1); _int(stride, "stride", 1)
-    _int(padding, "padding", 0); _int(dilation, "dilation", 1)
+    positive_int(size, "size"); positive_int(kernel_size, "kernel_size"); positive_int(stride, "stride")
+    positive_int(padding, "padding", minimum=0); positive_int(dilation, "dilation")
     span = dilation * (kernel_size - 1) + 1
     if size + 2 * padding < span:
         raise ValueError(f"a kernel spanning {span} pixels does not fit a side of {size} with padding {padding}")
@@ -92,17 +88,30 @@ def pool_output_size(size: int, kernel_size: int = 2, stride: Optional[int] = No
 
 def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
                                output_padding: int = 0, dilation: int = 1) -> int:
-    """Output side of ``nn.ConvTranspose2d``: ``(size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1``.
+    """Output length of a transposed convolution along one axis.
 
-    A 2x2 transposed convolution with stride 2 (U-Net's up-convolution) gives exactly ``2 * size``.
+    ``(size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1``,
+    the formula of ``nn.ConvTranspose2d``. Example: ``size=4, kernel_size=3, stride=2,
+    padding=1, output_padding=1 -> 8`` (exact 2x upsampling); a 2x2 transposed convolution with
+    stride 2 (U-Net's up-convolution) gives exactly ``2 * size``.
+
+    Raises ``ValueError`` when the result is not positive (the padding crops everything) or when
+    ``output_padding`` is not smaller than ``stride`` or ``dilation`` (PyTorch's rule: larger
+    values would add rows that no input can reach).
     """
-    _int(size, "size", 1); _int(kernel_size, "kernel_size", 1); _int(stride, "stride", 1)
-    _int(padding, "padding", 0); _int(output_padding, "output_padding", 0); _int(dilation, "dilation", 1)
+    for name, v, lo in (("size", size, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                        ("padding", padding, 0), ("output_padding", output_padding, 0), ("dilation", dilation, 1)):
+        positive_int(v, name, minimum=lo)
     if output_padding >= max(stride, dilation):
-        raise ValueError(f"output_padding ({output_padding}) must be smaller than stride or dilation")
+        raise ValueError(
+            f"output_padding={output_padding} must be smaller than stride ({stride}) or dilation ({dilation})"
+        )
     out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
     if out < 1:
-        raise ValueError(f"a side of {size} gives an empty output ({out}) with padding {padding}")
+        raise ValueError(
+            f"a transposed conv with kernel {kernel_size}, stride {stride}, padding {padding} on {size} "
+            f"positions gives {out} outputs; reduce the padding"
+        )
     return out
 
 
@@ -145,7 +154,7 @@ class UNetTrace:
 
 
 def _check_unet_args(depth: int, padding: str) -> None:
-    _int(depth, "depth", 1)
+    positive_int(depth, "depth")
     if padding not in UNET_PADDINGS:
         raise ValueError(f"padding must be one of {UNET_PADDINGS}, got {padding!r}")
 
@@ -164,7 +173,7 @@ def unet_trace(size: int, depth: int = 4, padding: str = "same") -> UNetTrace:
     Returns:
         a :class:`UNetTrace` (``.steps``, ``.problems``, ``.output_size``, ``.valid``).
     """
-    _int(size, "size", 1)
+    positive_int(size, "size")
     _check_unet_args(depth, padding)
     conv_pad = 1 if padding == "same" else 0
     trace = UNetTrace(size, depth, padding)
@@ -251,7 +260,7 @@ def unet_valid_sizes(depth: int = 4, padding: str = "same", *, low: int = 1, hig
     204 -> 20, ..., 572 -> 388).
     """
     _check_unet_args(depth, padding)
-    _int(low, "low", 1); _int(high, "high", low)
+    positive_int(low, "low"); positive_int(high, "high", minimum=low)
     step = 2 ** depth
     first = _smallest_valid(depth, padding)
     start = first if low <= first else first + -(-(low - first) // step) * step
@@ -264,7 +273,7 @@ def nearest_valid_unet_sizes(size: int, depth: int = 4, padding: str = "same") -
     Example: ``nearest_valid_unet_sizes(100, 4, "same") == (96, 112)``;
     ``nearest_valid_unet_sizes(570, 4, "valid") == (556, 572)``.
     """
-    _int(size, "size", 1)
+    positive_int(size, "size")
     _check_unet_args(depth, padding)
     step = 2 ** depth
     first = _smallest_valid(depth, padding)

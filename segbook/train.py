@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from .metrics import SegmentationMetrics
 from .constants import IGNORE_INDEX
+from .checks import positive_int
 
 __all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "fit", "evaluate", "predict", "TASKS"]
 
@@ -279,8 +280,7 @@ def fit(
         desc: a label for the bar and the log lines.
     """
     _check_task(task)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    epochs = positive_int(epochs, "epochs")
     try:
         steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
     except TypeError:

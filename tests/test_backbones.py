@@ -43,8 +43,10 @@ def test_vgg_ceil_sizes(hw):
 def test_vgg_bad_arguments_and_input():
     with pytest.raises(ValueError, match="5 entries"):
         VGGBackbone(widths=(4, 8, 16))
-    with pytest.raises(ValueError, match="must be >= 1"):
+    with pytest.raises(ValueError, match=r"depths\[2\] must be a positive int, got 0"):
         VGGBackbone(depths=(1, 1, 0, 2, 2))
+    with pytest.raises(ValueError, match="width must be a positive int, got 0"):
+        vgg_backbone(width=0)
     bb = vgg_backbone(width=4)
     assert bb.min_input_size == VGG_MIN_INPUT_SIZE == bb.strides["pool5"]
     with pytest.raises(ValueError, match=f"at least {VGG_MIN_INPUT_SIZE}"):

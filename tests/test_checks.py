@@ -18,8 +18,10 @@ def test_positive_int():
     for bad in (0, -2, 1.0, True, "3", None):
         with pytest.raises(ValueError, match="n must be a positive int"):
             positive_int(bad, "n")
-    with pytest.raises(ValueError, match="an int >= 0"):
+    with pytest.raises(ValueError, match="padding must be a non-negative int, got -1"):
         positive_int(-1, "padding", minimum=0)
+    with pytest.raises(ValueError, match="period must be an int >= 2, got 1"):
+        positive_int(1, "period", minimum=2)
 
 
 def test_int_pair():

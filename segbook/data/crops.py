@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from ..checks import positive_int
+
 __all__ = ["center_crops", "window_centre_labels", "tile_scenes"]
 
 
@@ -36,8 +38,7 @@ def center_crops(images: torch.Tensor, masks: torch.Tensor, n: int, size: int = 
             or images.shape[-2:] != masks.shape[-2:]:
         raise ValueError(f"expected images [N, C, H, W] and masks [N, H, W], got {tuple(images.shape)} "
                          f"and {tuple(masks.shape)}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = positive_int(n, "n")
     height, width = masks.shape[-2:]
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= min(height, width):
         raise ValueError(f"size must be an int in [1, {min(height, width)}], got {size!r}")

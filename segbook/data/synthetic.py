@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..checks import positive_int
+
 __all__ = [
     "SEGMENTATION_CLASSES",
     "CLASSIFICATION_CLASSES",
@@ -292,8 +294,7 @@ def _check_style(style: str, max_objects: Optional[int]) -> int:
     default = 3 if style == "salient" else 5
     if max_objects is None:
         return default
-    if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or max_objects < 1:
-        raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+    max_objects = positive_int(max_objects, "max_objects")
     return int(max_objects)
 
 
@@ -420,8 +421,7 @@ def render_shape_images(seed: int, indices, size: int = 32, *, noise: float = 0.
     idx = np.asarray(list(indices), dtype=np.int64).reshape(-1)
     if idx.size and idx.min() < 0:
         raise ValueError(f"indices must be non-negative, got {int(idx.min())}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an int >= 8, got {size!r}")
+    size = positive_int(size, "size", minimum=8)
     n, k_cls = len(idx), len(CLASSIFICATION_CLASSES)
     uni = np.empty((n, _CLS_UNIFORMS))
     nrm = np.empty((n, _CLS_NORMALS), np.float32)
@@ -498,8 +498,7 @@ def _check_count_size(n: int, size: int, min_size: int) -> None:
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1 (an empty dataset cannot be trained on), got {n}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < min_size:
-        raise ValueError(f"size must be an int >= {min_size}, got {size!r}")
+    positive_int(size, "size", minimum=min_size)
 
 
 class _RenderedDataset(Dataset):
@@ -631,8 +630,7 @@ def make_loader(
     """
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty: nothing to load (check its size/split)")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = positive_int(batch_size, "batch_size")
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,

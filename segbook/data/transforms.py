@@ -42,6 +42,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from ..constants import IGNORE_INDEX
+from ..checks import positive_int
 
 __all__ = [
     "IGNORE_INDEX",
@@ -99,9 +100,7 @@ def check_segmentation_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
 
 
 def _check_size(size: object, name: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {size!r}")
-    return int(size)
+    return positive_int(size, name)
 
 
 def _check_hw(size: object) -> tuple[int, int]:
@@ -172,8 +171,7 @@ def elastic_displacement(size: Sequence[int], *, grid: int = 3, std: float = 10.
     which is about 30 times slower on a 64x64 image.)
     """
     h, w = _check_hw(tuple(size))
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-        raise ValueError(f"grid: expected an int >= 2 (control points per side), got {grid!r}")
+    grid = positive_int(grid, "grid (control points per side)", minimum=2)
     if not isinstance(std, numbers.Real) or std < 0:
         raise ValueError(f"std: expected a displacement standard deviation >= 0 in pixels, got {std!r}")
     coarse = torch.randn(1, 2, grid, grid, generator=generator) * float(std)
@@ -371,9 +369,7 @@ class ClassificationAugment:
 
     def __init__(self, size: int = 32, padding: int = 4, *, hflip: bool = True) -> None:
         self.size = _check_size(size)
-        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-            raise ValueError(f"padding: expected an int >= 0, got {padding!r}")
-        self.padding = int(padding)
+        self.padding = positive_int(padding, "padding", minimum=0)
         self.hflip = bool(hflip)
         steps: list[torch.nn.Module] = [
             v2.RandomCrop(self.size, padding=self.padding or None, pad_if_needed=True, fill=0)

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
+
 __all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels"]
 
 # Long, Shelhamer & Darrell, "Fully convolutional networks for semantic segmentation", CVPR 2015,
@@ -68,10 +70,8 @@ def ceiling_labels(masks: torch.Tensor, stride: int, num_classes: int, *, ignore
     """
     if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.is_floating_point():
         raise ValueError(f"masks must be an integer tensor [N, H, W], got {getattr(masks, 'shape', type(masks))}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive int, got {stride!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    stride = positive_int(stride, "stride")
+    num_classes = positive_int(num_classes, "num_classes")
     valid = masks != ignore_index
     if bool(((masks < 0) | (masks >= num_classes))[valid].any()):
         raise ValueError(f"mask labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}")

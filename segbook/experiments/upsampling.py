@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..checkerboard import checkerboard_score
 from ..nn.upsample import UPSAMPLERS, make_upsampler
+from ..checks import positive_int
 
 __all__ = [
     "UPSAMPLER_LABELS",
@@ -65,8 +66,7 @@ class UpsamplingDecoder(nn.Module):
     def __init__(self, kind: str, *, in_channels: int = 8, width: int = 16, out_channels: int = 1,
                  num_upsamples: int = 3) -> None:
         super().__init__()
-        if isinstance(num_upsamples, bool) or not isinstance(num_upsamples, int) or num_upsamples < 1:
-            raise ValueError(f"num_upsamples must be a positive int, got {num_upsamples!r}")
+        num_upsamples = positive_int(num_upsamples, "num_upsamples")
         layers: list[nn.Module] = []
         c = in_channels
         for i in range(num_upsamples):
@@ -96,8 +96,7 @@ class SuperResolutionNet(nn.Module):
     def __init__(self, kind: str, *, width: int = 32, channels: int = 3, num_upsamples: int = 1,
                  final_conv: bool = True, residual: bool = False) -> None:
         super().__init__()
-        if isinstance(num_upsamples, bool) or not isinstance(num_upsamples, int) or num_upsamples < 1:
-            raise ValueError(f"num_upsamples must be a positive int, got {num_upsamples!r}")
+        num_upsamples = positive_int(num_upsamples, "num_upsamples")
         self.kind, self.residual, self.channels = kind, residual, channels
         self.encode = nn.Sequential(
             nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True),
@@ -135,8 +134,7 @@ class Autoencoder(nn.Module):
 
     def __init__(self, kind: str, *, width: int = 32, channels: int = 3, num_stages: int = 3) -> None:
         super().__init__()
-        if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
-            raise ValueError(f"num_stages must be a positive int, got {num_stages!r}")
+        num_stages = positive_int(num_stages, "num_stages")
         self.kind, self.channels, self.num_stages = kind, channels, num_stages
         enc: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
         for _ in range(num_stages):
@@ -176,8 +174,7 @@ def downsample_pairs(images: torch.Tensor, factor: int = 2) -> tuple[torch.Tenso
         raise ValueError(f"images must be [N, C, H, W], got {getattr(images, 'shape', type(images))}")
     if images.shape[-2] % factor or images.shape[-1] % factor:
         raise ValueError(f"H and W must be multiples of {factor}, got {tuple(images.shape[-2:])}")
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
+    factor = positive_int(factor, "factor")
     return F.avg_pool2d(images, factor), images
 
 
@@ -202,8 +199,7 @@ def train_regression(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
 
     if inputs.shape[0] != targets.shape[0]:
         raise ValueError(f"inputs and targets differ in length: {inputs.shape[0]} vs {targets.shape[0]}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    steps = positive_int(steps, "steps")
     device = torch.device(device) if device is not None else torch.device("cpu")
     cuda = device.type == "cuda"
     model.to(device).train()

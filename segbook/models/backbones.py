@@ -47,6 +47,7 @@ import torch.nn as nn
 from ..nn.conv import ConvBNAct
 from .resnet import BasicBlock, Bottleneck, he_init
 from .segmentation import check_images
+from ..checks import positive_int
 
 __all__ = [
     "VGG_MIN_INPUT_SIZE",
@@ -84,11 +85,12 @@ class VGGBackbone(nn.Module):
     def __init__(self, *, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128, 128),
                  depths: Sequence[int] = (1, 1, 2, 2, 2)) -> None:
         super().__init__()
-        widths, depths = tuple(int(w) for w in widths), tuple(int(d) for d in depths)
+        widths, depths = tuple(widths), tuple(depths)
         if len(widths) != 5 or len(depths) != 5:
             raise ValueError(f"widths and depths need 5 entries (one per stage), got {widths} and {depths}")
-        if min(widths) < 1 or min(depths) < 1:
-            raise ValueError(f"widths and depths must be >= 1, got {widths} and {depths}")
+        widths = tuple(positive_int(w, f"widths[{i}]") for i, w in enumerate(widths))
+        depths = tuple(positive_int(d, f"depths[{i}]") for i, d in enumerate(depths))
+        in_channels = positive_int(in_channels, "in_channels")
         self.in_channels = in_channels
         self.min_input_size = VGG_MIN_INPUT_SIZE
         stages = []
@@ -163,8 +165,8 @@ class ResNetBackbone(nn.Module):
         if len(layers) != 4 or len(widths) != 4:
             raise ValueError(f"layers and widths need 4 entries (layer1..layer4), got {layers} and {widths}")
         for name, values in (("layers", layers), ("widths", widths)):
-            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-                raise ValueError(f"{name} must be positive ints, got {values}")
+            for i, v in enumerate(values):
+                positive_int(v, f"{name}[{i}]")
         replace = tuple(replace_stride_with_dilation)
         if len(replace) != 3 or any(not isinstance(r, bool) for r in replace):
             raise ValueError(
@@ -172,8 +174,7 @@ class ResNetBackbone(nn.Module):
             )
         if stem not in _STEMS:
             raise ValueError(f"stem must be one of {_STEMS}, got {stem!r}")
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        in_channels = positive_int(in_channels, "in_channels")
         stem_width = widths[0] if stem_width is None else stem_width
         self.in_channels = in_channels
         self.stem_type = stem
@@ -241,6 +242,7 @@ class ResNetBackbone(nn.Module):
 # ----------------------------------------------------------------------------------------------
 def vgg_backbone(*, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2)) -> VGGBackbone:
     """The small VGG-like backbone: widths ``(w, 2w, 4w, 8w, 8w)`` as in VGG's 64-128-256-512-512."""
+    width = positive_int(width, "width")
     return VGGBackbone(in_channels=in_channels, widths=(width, 2 * width, 4 * width, 8 * width, 8 * width),
                        depths=depths)
 
@@ -256,8 +258,7 @@ def resnet_backbone(*, depth: int = 18, width: int = 16, output_stride: int = 32
                50: ("bottleneck", (3, 4, 6, 3))}
     if depth not in configs:
         raise ValueError(f"depth must be one of {sorted(configs)}, got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int, got {width!r}")
+    width = positive_int(width, "width")
     block, layers = configs[depth]
     return ResNetBackbone(block, layers, widths=(width, 2 * width, 4 * width, 8 * width), in_channels=in_channels,
                           stem=stem, replace_stride_with_dilation=dilation_schedule(output_stride))

@@ -39,6 +39,7 @@ from ..nn.conv import ConvBNAct
 from ..nn.separable import separable_conv_bn_act
 from .backbones import OUTPUT_STRIDES, ResNetBackbone, resnet_backbone
 from .segmentation import SegmentationModel, resize_to_input
+from ..checks import positive_int
 
 __all__ = [
     "aspp_rates",
@@ -61,9 +62,9 @@ def aspp_rates(output_stride: int, base_rates: Sequence[int] = PAPER_BASE_RATES)
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-    base = tuple(base_rates)
-    if not base or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in base):
-        raise ValueError(f"base_rates must be positive ints, got {base_rates!r}")
+    base = tuple(positive_int(r, f"base_rates[{i}]") for i, r in enumerate(base_rates))
+    if not base:
+        raise ValueError("base_rates must be a non-empty sequence of positive ints, got an empty one")
     scaled = [r * 16 / output_stride for r in base]
     if any(s != int(s) for s in scaled):
         raise ValueError(f"base_rates {base} cannot be scaled to output stride {output_stride} in integers: {scaled}")
@@ -112,9 +113,7 @@ class ASPP(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 256, rates: Sequence[int] = PAPER_BASE_RATES, *,
                  image_pooling: bool = True, separable: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
-        rates = tuple(rates)
-        if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
-            raise ValueError(f"rates must be positive ints, got {rates!r}")
+        rates = tuple(positive_int(r, f"rates[{i}]") for i, r in enumerate(rates))
         branches: OrderedDict[str, nn.Module] = OrderedDict([("conv1x1", ConvBNAct(in_channels, out_channels, 1))])
         for r in rates:
             branches[f"atrous{r}"] = _branch_conv(in_channels, out_channels, r, separable)
@@ -185,8 +184,7 @@ class DeepLab(SegmentationModel):
                  rates: Optional[Sequence[int]] = None, image_pooling: bool = True, separable: bool = False,
                  dropout: float = 0.1, decoder_channels: int = 256, reduced_channels: int = 48) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        num_classes = positive_int(num_classes, "num_classes")
         self.backbone = backbone
         self.num_classes = num_classes
         self.in_channels = backbone.in_channels

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.init import he_init
+from ..checks import positive_int
 
 __all__ = [
     "InceptionConfig",
@@ -189,8 +190,7 @@ class GoogLeNet(nn.Module):
         super().__init__()
         if not width > 0:
             raise ValueError(f"width must be > 0, got {width!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        num_classes = positive_int(num_classes, "num_classes")
         cfg = {k: c.scaled(width) for k, c in GOOGLENET_CONFIGS.items()}
         stem_ch = make_divisible(192 * width, 4)
         self.aux_logits = aux_logits

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from ..devices import to_module
 from ..nn.init import he_init
+from ..checks import positive_int
 
 __all__ = [
     "PadShortcut",
@@ -74,8 +75,7 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
 def _make_se(channels: int, se_reduction: Optional[int]) -> Optional[nn.Module]:
     if se_reduction is None:
         return None
-    if isinstance(se_reduction, bool) or not isinstance(se_reduction, int) or se_reduction < 1:
-        raise ValueError(f"se_reduction must be a positive int or None, got {se_reduction!r}")
+    se_reduction = positive_int(se_reduction, "se_reduction")
     from ..nn.squeeze_excite import SqueezeExcite  # written alongside; imported only when asked for
 
     return SqueezeExcite(channels, reduction=se_reduction)
@@ -250,10 +250,8 @@ class CifarResNet(nn.Module):
         super().__init__()
         if blocks_per_stage < 1:
             raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive int, got {width!r}")
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        width = positive_int(width, "width")
+        num_classes = positive_int(num_classes, "num_classes")
         self.shortcuts = shortcuts
         self.inplanes = width
         self.conv1 = conv3x3(3, width)

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
+
 __all__ = ["nearest_valid_sizes", "check_images", "resize_to_input", "SegmentationModel"]
 
 
@@ -31,8 +33,7 @@ def nearest_valid_sizes(size: int, multiple: int, min_size: int = 1) -> tuple[Op
     Example: ``nearest_valid_sizes(100, 16) == (96, 112)``.
     """
     for name, v in (("size", size), ("multiple", multiple), ("min_size", min_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        positive_int(v, name)
     lowest = -(-min_size // multiple) * multiple  # the smallest valid size
     above = max(lowest, -(-size // multiple) * multiple)
     below = (size // multiple) * multiple

@@ -26,15 +26,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conv import same_padding
+from ..checks import positive_int
 
 __all__ = ["effective_kernel_size", "atrous_conv", "dilated_stack", "tap_counts"]
 
 
 def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
-    rates = tuple(rates)
-    if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
-        raise ValueError(f"rates must be a non-empty sequence of positive ints, got {rates!r}")
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+    rates = tuple(positive_int(r, f"rates[{i}]") for i, r in enumerate(rates))
+    if not rates:
+        raise ValueError("rates must be a non-empty sequence of positive ints, got an empty one")
+    if positive_int(kernel_size, "kernel_size") % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
     return rates
 
@@ -42,8 +43,7 @@ def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
 def effective_kernel_size(kernel_size: int, dilation: int) -> int:
     """Pixels spanned by a dilated kernel: ``d (k - 1) + 1`` (3x3 at rate 2 spans 5, at rate 4 spans 9)."""
     for name, v in (("kernel_size", kernel_size), ("dilation", dilation)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        positive_int(v, name)
     return dilation * (kernel_size - 1) + 1
 
 

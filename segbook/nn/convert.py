@@ -24,6 +24,8 @@ from typing import Sequence, Union
 import torch
 import torch.nn as nn
 
+from ..checks import int_pair, positive_int
+
 __all__ = [
     "linear_to_conv1x1",
     "apply_per_pixel",
@@ -94,7 +96,7 @@ def affine_from_conv1x1(conv: nn.Conv2d, height: int, width: int) -> nn.Linear:
     if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding != (0, 0) \
             or conv.dilation != (1, 1) or conv.groups != 1:
         raise ValueError("affine_from_conv1x1 needs a plain 1x1 convolution (stride 1, no padding, groups 1)")
-    h, w = _pair((height, width), "map size")
+    h, w = int_pair((height, width), "map size (height, width)")
     c_in, c_out, hw = conv.in_channels, conv.out_channels, h * w
     weight = conv.weight.detach().reshape(c_out, c_in)
     eye = torch.eye(hw, dtype=weight.dtype, device=weight.device)
@@ -116,28 +118,14 @@ def conv1x1_vs_affine_params(in_channels: int, out_channels: int, sizes: Sequenc
     Returns:
         ``[{"map": "s x s", "1x1 conv": int, "affine over the map": int, "ratio": float}, ...]``.
     """
-    for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    in_channels, out_channels = positive_int(in_channels, "in_channels"), positive_int(out_channels, "out_channels")
     rows = []
     for s in sizes:
-        h, w = _pair(s, "size")
+        h, w = int_pair(s, "size")
         conv = in_channels * out_channels + out_channels
         affine = (in_channels * h * w) * (out_channels * h * w) + out_channels * h * w
         rows.append({"map": f"{h}x{w}", "1x1 conv": conv, "affine over the map": affine, "ratio": affine / conv})
     return rows
-
-
-def _pair(size: Union[int, Sequence[int]], name: str) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = (size, size)
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or a pair (h, w), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"{name} must be positive, got {(h, w)}")
-    return h, w
 
 
 def fc_to_conv(linear: nn.Linear, in_channels: int, spatial_size: Union[int, Sequence[int]]) -> nn.Conv2d:
@@ -152,9 +140,8 @@ def fc_to_conv(linear: nn.Linear, in_channels: int, spatial_size: Union[int, Seq
         ValueError: when ``linear.in_features != in_channels * h * w``.
     """
     linear = _check_linear(linear)
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
-    h, w = _pair(spatial_size, "spatial_size")
+    in_channels = positive_int(in_channels, "in_channels")
+    h, w = int_pair(spatial_size, "spatial_size")
     expected = in_channels * h * w
     if linear.in_features != expected:
         raise ValueError(
@@ -267,7 +254,7 @@ def convolutionalize(classifier: nn.Sequential, input_size: Union[int, Sequence[
     if not head_modules or not isinstance(head_modules[0], nn.Linear):
         raise TypeError("the module after nn.Flatten must be an nn.Linear")
 
-    h, w = _pair(input_size, "input_size")
+    h, w = int_pair(input_size, "input_size")
     first_conv = next((m for m in features.modules() if isinstance(m, nn.Conv2d)), None)
     if first_conv is None:
         raise TypeError("the features before nn.Flatten contain no nn.Conv2d")
@@ -316,7 +303,7 @@ def sliding_window(classifier: nn.Module, images: torch.Tensor, window: Union[in
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError(f"images must be a tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
-    (wh, ww), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    (wh, ww), (sh, sw) = int_pair(window, "window"), int_pair(stride, "stride")
     n, c, height, width = images.shape
     if height < wh or width < ww:
         raise ValueError(f"the images {height}x{width} are smaller than the window {wh}x{ww}")

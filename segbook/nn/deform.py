@@ -42,18 +42,11 @@ import torch
 import torch.nn as nn
 from torchvision.ops import deform_conv2d
 
+from ..checks import int_pair, positive_int
+
 __all__ = ["DeformConv2d", "sampling_points", "regular_grid"]
 
 IntPair = Union[int, tuple[int, int]]
-
-
-def _pair(v: IntPair, name: str, *, minimum: int) -> tuple[int, int]:
-    if isinstance(v, int):
-        v = (v, v)
-    v = tuple(int(a) for a in v)
-    if len(v) != 2 or any(a < minimum for a in v):
-        raise ValueError(f"{name} must be an int or a pair of ints >= {minimum}, got {v}")
-    return v  # type: ignore[return-value]
 
 
 def _same(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
@@ -74,10 +67,10 @@ def regular_grid(
 
     ``padding=None`` means "same" padding ``d (k - 1) // 2``, as in :class:`DeformConv2d`.
     """
-    kh, kw = _pair(kernel_size, "kernel_size", minimum=1)
-    sh, sw = _pair(stride, "stride", minimum=1)
-    dh, dw = _pair(dilation, "dilation", minimum=1)
-    ph, pw = _same((kh, kw), (dh, dw)) if padding is None else _pair(padding, "padding", minimum=0)
+    kh, kw = int_pair(kernel_size, "kernel_size")
+    sh, sw = int_pair(stride, "stride")
+    dh, dw = int_pair(dilation, "dilation")
+    ph, pw = _same((kh, kw), (dh, dw)) if padding is None else int_pair(padding, "padding", minimum=0)
     ho, wo = out_size
     oy = torch.arange(ho, device=device, dtype=dtype) * sh - ph        # [H_out]
     ox = torch.arange(wo, device=device, dtype=dtype) * sw - pw        # [W_out]
@@ -110,7 +103,7 @@ def sampling_points(
         of output pixel ``(oy, ox)`` reads the input. To draw them over an image with matplotlib
         (x first): ``ax.scatter(pts[n, oy, ox, :, 1], pts[n, oy, ox, :, 0])``.
     """
-    kh, kw = _pair(kernel_size, "kernel_size", minimum=1)
+    kh, kw = int_pair(kernel_size, "kernel_size")
     if offsets.dim() != 4 or offsets.shape[1] != 2 * kh * kw:
         raise ValueError(
             f"offsets must be [N, 2*{kh}*{kw}={2 * kh * kw}, H_out, W_out], got shape {tuple(offsets.shape)}"
@@ -154,14 +147,13 @@ class DeformConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if in_ch < 1 or out_ch < 1:
-            raise ValueError(f"in_ch and out_ch must be >= 1, got {in_ch}, {out_ch}")
+        in_ch, out_ch = positive_int(in_ch, "in_ch"), positive_int(out_ch, "out_ch")
         self.in_ch, self.out_ch = in_ch, out_ch
-        self.kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = _pair(stride, "stride", minimum=1)
-        self.dilation = _pair(dilation, "dilation", minimum=1)
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.stride = int_pair(stride, "stride")
+        self.dilation = int_pair(dilation, "dilation")
         self.padding = (_same(self.kernel_size, self.dilation) if padding is None
-                        else _pair(padding, "padding", minimum=0))
+                        else int_pair(padding, "padding", minimum=0))
         kh, kw = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_ch, in_ch, kh, kw))
         self.bias = nn.Parameter(torch.empty(out_ch)) if bias else None

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 
 from .conv import ConvBNAct, same_padding
+from ..checks import positive_int
 
 __all__ = [
     "SeparableConv2d",
@@ -49,8 +50,7 @@ __all__ = [
 
 def _check_positive(**values: int) -> None:
     for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        positive_int(v, name)
 
 
 def conv_params(in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = False) -> int:

@@ -59,6 +59,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import int_pair, positive_int
+from ..sizes import conv_transpose_output_size  # re-exported: chapter 3 imports it from here
+
 __all__ = [
     "conv_transpose_output_size",
     "conv_transpose2d_scatter",
@@ -75,19 +78,13 @@ __all__ = [
 ]
 
 
-def _check_factor(factor: int) -> int:
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive int, got {factor!r}")
-    return factor
-
-
 def upsample_params(factor: int) -> tuple[int, int, int]:
     """``(kernel_size, stride, padding)`` of a transposed conv that upsamples by exactly ``factor``.
 
     ``k = 2 f - (f mod 2)``, ``s = f``, ``p = f // 2``: output size ``(H - 1) s - 2 p + k = f H``.
     Example: ``factor=2 -> (4, 2, 1)``, ``factor=32 -> (64, 32, 16)``, ``factor=3 -> (5, 3, 1)``.
     """
-    f = _check_factor(factor)
+    f = positive_int(factor, "factor")
     return 2 * f - f % 2, f, f // 2
 
 
@@ -97,8 +94,7 @@ def bilinear_filter(kernel_size: int, *, dtype: torch.dtype = torch.float32) -> 
     ``k = 4`` gives the tent ``[0.25, 0.75, 0.75, 0.25]`` (factor 2); the kernel for factor ``f``
     is ``bilinear_filter(2 f - f % 2)``.
     """
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
+    kernel_size = positive_int(kernel_size, "kernel_size")
     factor = (kernel_size + 1) // 2
     center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
     t = torch.arange(kernel_size, dtype=torch.float64)
@@ -113,8 +109,7 @@ def bilinear_kernel(channels: int, kernel_size: int, *, dtype: torch.dtype = tor
     zeros elsewhere), so every class score map is interpolated separately, as in FCN. The
     off-diagonal entries are zero but trainable when the layer is learned.
     """
-    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
+    channels = positive_int(channels, "channels")
     weight = torch.zeros(channels, channels, kernel_size, kernel_size, dtype=dtype)
     filt = bilinear_filter(kernel_size, dtype=dtype)
     idx = torch.arange(channels)
@@ -128,7 +123,7 @@ def bilinear_upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     Equal to ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)`` away from
     the border (see the module docstring for the border).
     """
-    f = _check_factor(factor)
+    f = positive_int(factor, "factor")
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
     if not x.is_floating_point():
@@ -154,7 +149,7 @@ class BilinearConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def __init__(self, channels: int, factor: int, *, learnable: bool = True, bias: bool = False) -> None:
-        k, s, p = upsample_params(_check_factor(factor))
+        k, s, p = upsample_params(positive_int(factor, "factor"))
         super().__init__(channels, channels, k, stride=s, padding=p, bias=bias)
         self.factor = factor
         self.reset_parameters()
@@ -183,48 +178,6 @@ class BilinearConvTranspose2d(nn.ConvTranspose2d):
 # ----------------------------------------------------------------------------------------------
 # Transposed convolution as an explicit scatter-add
 # ----------------------------------------------------------------------------------------------
-def _pair(v, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-        pair = tuple(v)
-    else:
-        pair = (v, v)
-    for item in pair:
-        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum} (or a pair of them), got {v!r}")
-    return pair  # type: ignore[return-value]
-
-
-def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                               output_padding: int = 0, dilation: int = 1) -> int:
-    """Output length of a transposed convolution along one axis.
-
-    ``(size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1``,
-    the formula of ``nn.ConvTranspose2d``. Example: ``size=4, kernel_size=3, stride=2,
-    padding=1, output_padding=1 -> 8`` (exact 2x upsampling).
-
-    Raises ``ValueError`` when the result is not positive (the padding crops everything) or when
-    ``output_padding`` is not smaller than ``stride`` or ``dilation`` (PyTorch's rule: larger
-    values would add rows that no input can reach).
-    """
-    for name, v, lo in (("size", size, 1), ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                        ("padding", padding, 0), ("output_padding", output_padding, 0), ("dilation", dilation, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    if output_padding >= max(stride, dilation):
-        raise ValueError(
-            f"output_padding={output_padding} must be smaller than stride ({stride}) or dilation ({dilation})"
-        )
-    out = (size - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
-    if out < 1:
-        raise ValueError(
-            f"a transposed conv with kernel {kernel_size}, stride {stride}, padding {padding} on {size} "
-            f"positions gives {out} outputs; reduce the padding"
-        )
-    return out
-
-
 def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                              stride=1, padding=0, output_padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
     """``F.conv_transpose2d`` written as a scatter-add: each input pixel adds a scaled kernel into the output.
@@ -246,12 +199,13 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
         raise ValueError(f"x must be a tensor [N, C_in, H, W], got {getattr(x, 'shape', type(x))}")
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
         raise ValueError(f"weight must be a tensor [C_in, C_out/groups, kH, kW], got {getattr(weight, 'shape', type(weight))}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or x.shape[1] % groups:
-        raise ValueError(f"groups must be a positive int dividing C_in={x.shape[1]}, got {groups!r}")
+    groups = positive_int(groups, "groups")
+    if x.shape[1] % groups:
+        raise ValueError(f"groups must divide C_in={x.shape[1]}, got {groups!r}")
     if weight.shape[0] != x.shape[1]:
         raise ValueError(f"weight has {weight.shape[0]} input channels but x has {x.shape[1]}: weight must be [C_in, C_out/groups, kH, kW]")
-    s, p, op, d = (_pair(stride, "stride", 1), _pair(padding, "padding", 0),
-                   _pair(output_padding, "output_padding", 0), _pair(dilation, "dilation", 1))
+    s, p, op, d = (int_pair(stride, "stride"), int_pair(padding, "padding", minimum=0),
+                   int_pair(output_padding, "output_padding", minimum=0), int_pair(dilation, "dilation"))
     n, c_in, h, w = x.shape
     k = weight.shape[-2:]
     out_hw = [conv_transpose_output_size(size, k[i], s[i], p[i], op[i], d[i]) for i, size in enumerate((h, w))]
@@ -283,9 +237,8 @@ def transposed_padding(kernel_size: int, factor: int) -> tuple[int, int]:
     Raises ``ValueError`` for ``f = 1`` with an even ``k`` (no exact solution).
     Examples for ``f = 2``: ``k = 3 -> (1, 1)``, ``k = 4 -> (1, 0)``, ``k = 2 -> (0, 0)``.
     """
-    f = _check_factor(factor)
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
+    f = positive_int(factor, "factor")
+    kernel_size = positive_int(kernel_size, "kernel_size")
     p = max(0, -(-(kernel_size - f) // 2))
     op = f - kernel_size + 2 * p
     if op >= f:  # only f = 1 with an even kernel: k - 2p is odd, it cannot equal 1 without output_padding 1
@@ -319,9 +272,9 @@ class ResizeConv2d(nn.Module):
         super().__init__()
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        if positive_int(kernel_size, "kernel_size") % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd int (so 'same' padding keeps the size), got {kernel_size!r}")
-        self.factor = _check_factor(factor)
+        self.factor = positive_int(factor, "factor")
         self.mode = mode
         self.in_channels, self.out_channels = in_channels, out_channels
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
@@ -354,7 +307,7 @@ def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: in
     ``"nearest"`` / ``"bilinear"``: :class:`ResizeConv2d` with a 3x3 convolution.
     Padding and output padding come from :func:`transposed_padding`.
     """
-    f = _check_factor(factor)
+    f = positive_int(factor, "factor")
     if kind in ("transposed3", "transposed4"):
         k = f + 1 if kind == "transposed3" else 2 * f
         p, op = transposed_padding(k, f)
