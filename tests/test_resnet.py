@@ -142,9 +142,31 @@ def test_bottleneck_block_and_net():
         cifar_resnet(20 + 1, block="bottleneck")
 
 
-def test_zero_init_residual_makes_blocks_identity_like():
-    m = cifar_resnet(8, width=4, zero_init_residual=True)
-    assert all(torch.all(b.bn2.weight == 0) for b in m.modules() if isinstance(b, BasicBlock))
+@pytest.mark.parametrize("block", ["basic", "bottleneck"])
+@pytest.mark.parametrize("train", [True, False])
+def test_zero_init_residual_makes_blocks_identity_like(block, train):
+    # With the last BN scale at zero the residual branch outputs BN's shift (0), so every block
+    # computes relu(shortcut(x)): relu(x) for an identity shortcut, in training and in eval mode.
+    torch.manual_seed(0)
+    depth = 8 if block == "basic" else 20  # bottleneck: 9n + 2, n = 2 gives identity blocks too
+    m = cifar_resnet(depth, width=4, block=block, zero_init_residual=True).train(train)
+    blocks = [b for b in m.modules() if isinstance(b, (BasicBlock, Bottleneck))]
+    identity_blocks = [b for b in blocks if b.downsample is None]
+    assert identity_blocks and len(identity_blocks) < len(blocks)
+    for b in blocks:
+        c_in = b.conv1.in_channels
+        x = torch.randn(2, c_in, 8, 8)
+        with torch.no_grad():
+            y = b(x.clone())
+            shortcut = x if b.downsample is None else b.downsample(x)
+        assert torch.equal(y, torch.relu(shortcut))
+    # The same blocks without zero init do not reduce to relu(x): the check above can fail.
+    torch.manual_seed(0)
+    plain_init = cifar_resnet(depth, width=4, block=block).train(train)
+    b = next(b for b in plain_init.modules() if isinstance(b, (BasicBlock, Bottleneck)) and b.downsample is None)
+    x = torch.randn(2, b.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        assert not torch.allclose(b(x.clone()), torch.relu(x))
 
 
 def test_se_blocks():

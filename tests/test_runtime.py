@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sys
 import types
 from pathlib import Path
@@ -165,9 +166,14 @@ def test_pick_device_nonsense_name_raises():
 # ---------------------------------------------------------------------------------------------
 # Profile and get_profile
 # ---------------------------------------------------------------------------------------------
-def test_profiles_constant():
-    assert PROFILES == ("quick", "full")
-    assert PROFILE_ENV == "SEGBOOK_PROFILE"
+def test_every_profile_is_chosen_by_name_and_by_the_environment(monkeypatch):
+    for name in PROFILES:
+        assert get_profile(name) == Profile(name)
+        monkeypatch.setenv(PROFILE_ENV, f" {name.upper()} ")
+        assert get_profile() == Profile(name)
+    monkeypatch.setenv(PROFILE_ENV, "medium")
+    with pytest.raises(ValueError, match=re.escape(f"unknown profile 'medium' (from the ${PROFILE_ENV}); expected one of {PROFILES}")):
+        get_profile()
 
 
 def test_profile_choose_and_flags():

@@ -247,8 +247,7 @@ def test_results_table_missing_values_are_em_dashes():
     rows = [{"phi": 0, "ratio": float("nan"), "w": np.float32("nan"), "n": None},
             {"phi": 1, "ratio": 1.92, "w": np.float64(1.1), "n": 3}]
     t = results_table(rows, floatfmt=".2f")
-    assert MISSING == "\u2014"
-    assert t.cells == [["0", MISSING, MISSING, MISSING], ["1", "1.92", "1.10", "3"]]
+    assert t.cells == [["0", "\u2014", "\u2014", "\u2014"], ["1", "1.92", "1.10", "3"]]
     html = t._repr_html_()
     assert "nan" not in html.lower() and "None" not in html
     assert html.count(f'<td class="num">{MISSING}</td>') == 3
