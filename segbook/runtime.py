@@ -170,6 +170,26 @@ class Profile:
         return quick if self.is_quick else full
 
 
+def _named_choice(name: Optional[str], env_var: str, choices: tuple[str, ...], what: str, hint: str) -> Optional[str]:
+    """``name``, else ``$env_var``, lower-cased and checked against ``choices``; ``None`` when neither is set.
+
+    An unknown value raises ``ValueError`` naming where it came from (argument or variable), the
+    valid choices, and ``hint`` (how to fall back to the default).
+    """
+    source = "argument"
+    if name is None:
+        env = os.environ.get(env_var, "").strip()
+        if not env:
+            return None
+        name, source = env, f"${env_var}"
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str (one of {choices}), got {type(name).__name__}")
+    key = name.strip().lower()
+    if key not in choices:
+        raise ValueError(f"unknown {what} {name!r} (from the {source}); expected one of {choices}. {hint}")
+    return key
+
+
 def get_profile(name: Optional[str] = None, *, device: Optional[Union[str, torch.device]] = None) -> Profile:
     """Select the profile.
 
@@ -177,22 +197,11 @@ def get_profile(name: Optional[str] = None, *, device: Optional[Union[str, torch
     (``full`` on CUDA, ``quick`` otherwise). Names are case-insensitive; an unknown name raises
     ``ValueError`` listing the valid ones.
     """
-    source = "argument"
-    if name is None:
-        env = os.environ.get(PROFILE_ENV, "").strip()
-        if env:
-            name, source = env, f"${PROFILE_ENV}"
-    if name is None:
+    key = _named_choice(name, PROFILE_ENV, PROFILES, "profile",
+                        f"Unset {PROFILE_ENV} to choose automatically (full on CUDA, quick otherwise).")
+    if key is None:
         dev = torch.device(device) if device is not None else pick_device()
         return Profile("full" if dev.type == "cuda" else "quick")
-    if not isinstance(name, str):
-        raise TypeError(f"profile name must be a str, got {type(name).__name__}")
-    key = name.strip().lower()
-    if key not in PROFILES:
-        raise ValueError(
-            f"unknown profile {name!r} (from the {source}); expected one of {PROFILES}. "
-            f"Unset {PROFILE_ENV} to choose automatically (full on CUDA, quick otherwise)."
-        )
     return Profile(key)
 
 
@@ -225,21 +234,9 @@ def get_data(name: Optional[str] = None) -> str:
     procedural data). Case-insensitive; an unknown name raises ``ValueError`` listing the valid
     ones and saying where the bad value came from.
     """
-    source = "argument"
-    if name is None:
-        env = os.environ.get(DATA_ENV, "").strip()
-        if not env:
-            return "shapes"
-        name, source = env, f"${DATA_ENV}"
-    if not isinstance(name, str):
-        raise TypeError(f"data must be a str (one of {DATA_CHOICES}), got {type(name).__name__}")
-    key = name.strip().lower()
-    if key not in DATA_CHOICES:
-        raise ValueError(
-            f"unknown data {name!r} (from the {source}); expected one of {DATA_CHOICES}. "
-            f"'shapes' is the procedural default; unset {DATA_ENV} to use it."
-        )
-    return key
+    key = _named_choice(name, DATA_ENV, DATA_CHOICES, "data",
+                        f"'shapes' is the procedural default; unset {DATA_ENV} to use it.")
+    return "shapes" if key is None else key
 
 
 def get_data_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:

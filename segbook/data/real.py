@@ -111,10 +111,18 @@ class _SegmentationItem:
         return f"{self.transform!r}"
 
 
+class _NumClasses:
+    """``num_classes = len(self.classes)`` for the torchvision datasets below (mixed in first)."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)  # type: ignore[attr-defined]
+
+
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10
 # ----------------------------------------------------------------------------------------------
-class CIFAR10(datasets.CIFAR10):
+class CIFAR10(_NumClasses, datasets.CIFAR10):
     """torchvision's CIFAR-10 with tensor items and an md5 switch (what :func:`cifar10` returns).
 
     torchvision verifies the md5 of every batch file and of ``batches.meta`` against the official
@@ -140,10 +148,6 @@ class CIFAR10(datasets.CIFAR10):
             meta = pickle.load(f, encoding="latin1")
         self.classes = tuple(meta[self.meta["key"]])
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
         # self.data: uint8 [N, 32, 32, 3] (HWC), as torchvision stores it.
@@ -211,7 +215,7 @@ def _decode_trimap(trimap: Image.Image) -> torch.Tensor:
     return _lookup(np.asarray(trimap), _TRIMAP_TO_CLASS)
 
 
-class OxfordIIITPetSegmentation(datasets.OxfordIIITPet):
+class OxfordIIITPetSegmentation(_NumClasses, datasets.OxfordIIITPet):
     """torchvision's Oxford-IIIT Pet with segmentation classes (what :func:`oxford_pets` returns).
 
     ``classes`` is :data:`PET_CLASSES`; torchvision's 37 breed names move to ``breeds``.
@@ -221,10 +225,6 @@ class OxfordIIITPetSegmentation(datasets.OxfordIIITPet):
         super().__init__(*args, **kwargs)
         self.breeds = tuple(self.classes)
         self.classes = PET_CLASSES
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def oxford_pets(
@@ -334,17 +334,13 @@ def _voc_base_dir(year: str, image_set: str) -> str:
     return table.get(key, {}).get("base_dir", os.path.join("VOCdevkit", f"VOC{year}"))
 
 
-class VOCSegmentation(datasets.VOCSegmentation):
+class VOCSegmentation(_NumClasses, datasets.VOCSegmentation):
     """torchvision's VOC segmentation with ``classes`` / ``num_classes``.
 
     What :func:`voc_segmentation` returns.
     """
 
     classes = VOC_CLASSES
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
 
 def voc_segmentation(
