@@ -40,13 +40,13 @@ reports.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..checks import positive_int
 from ..notebook import claim as _claim
 from . import real
 from .synthetic import CLASSIFICATION_CLASSES, SEGMENTATION_CLASSES, ShapesClassification, ShapesSegmentation
@@ -145,12 +145,6 @@ class ChapterSubset(Subset):
         return f"{type(self).__name__}({len(self)} of {len(self.dataset)} items of {type(self.dataset).__name__})"
 
 
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _subset(dataset: Dataset, n: int, seed: int) -> ChapterSubset:
     """``min(n, len(dataset))`` items drawn without replacement by ``seed`` (sorted, so reading stays sequential)."""
     total = len(dataset)  # type: ignore[arg-type]
@@ -243,8 +237,8 @@ def chapter_datasets(
             f"SEGBOOK_DATA={name} is a {DATA_TASKS[name][0]} dataset, but this chapter trains {task}; "
             f"use one of {fits} (unset SEGBOOK_DATA for the procedural default)"
         )
-    size = _positive_int(size, "size")
-    n_train, n_val = _positive_int(n_train, "n_train"), _positive_int(n_val, "n_val")
+    size = positive_int(size, "size")
+    n_train, n_val = positive_int(n_train, "n_train"), positive_int(n_val, "n_val")
     seed = int(rt.seed if seed is None else seed)
 
     if name == "shapes":
@@ -288,7 +282,7 @@ def take(dataset: Dataset, n: Optional[int] = None) -> tuple[torch.Tensor, torch
     exists only for the procedural ones); items pass through the dataset's transform.
     """
     total = len(dataset)  # type: ignore[arg-type]
-    n = total if n is None else min(_positive_int(n, "n"), total)
+    n = total if n is None else min(positive_int(n, "n"), total)
     if n == 0:
         raise ValueError("dataset is empty: nothing to take")
     images, targets = zip(*(dataset[i] for i in range(n)))

@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct
 from ..sizes import UNET_PADDINGS, is_valid_unet_size, nearest_valid_unet_sizes, unet_trace
 from .segmentation import SegmentationModel
@@ -91,8 +92,7 @@ def mirror_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) ->
     strategy does at the image border.
     """
     for name, v in (("top", top), ("bottom", bottom), ("left", left), ("right", right)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        positive_int(v, name, minimum=0)
     if x.dim() != 4:
         raise ValueError(f"mirror_pad expects [N, C, H, W], got shape {tuple(x.shape)}")
     if (top or bottom) and x.shape[-2] < 2 or (left or right) and x.shape[-1] < 2:
@@ -180,8 +180,7 @@ class UNet(SegmentationModel):
         super().__init__()
         for name, v, lo in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1), ("depth", depth, 1),
                             ("base_width", base_width, 1)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+            positive_int(v, name, minimum=lo)
         if padding not in UNET_PADDINGS:
             raise ValueError(f"padding must be one of {UNET_PADDINGS}, got {padding!r}")
         if upsampling not in UPSAMPLINGS:
@@ -334,8 +333,7 @@ def predict_tiled(model: UNet, images: torch.Tensor, *, tile: int, margin: int) 
     """
     if not isinstance(model, UNet) or model.input_policy != "strict":
         raise ValueError("predict_tiled needs a UNet with input_policy='strict' (the tiling replaces the policy)")
-    if isinstance(margin, bool) or not isinstance(margin, int) or margin < model.context_margin:
-        raise ValueError(f"margin must be an int >= the net's context margin {model.context_margin}, got {margin!r}")
+    positive_int(margin, "margin (at least the net's context margin)", minimum=model.context_margin)
     step = tile - 2 * margin if isinstance(tile, int) and not isinstance(tile, bool) else 0
     if step < 1:
         raise ValueError(f"tile ({tile!r}) must be an int larger than 2 * margin ({2 * margin})")
