@@ -48,6 +48,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.drop_path import drop_path
 from ..nn.init import he_init
@@ -144,8 +145,7 @@ def compound_scaling(
     for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
             raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
-    if not isinstance(base_resolution, int) or base_resolution < 1:
-        raise ValueError(f"base_resolution must be a positive int, got {base_resolution!r}")
+    base_resolution = positive_int(base_resolution, "base_resolution")
     res_mult = gamma ** phi
     return CompoundScaling(phi=phi, depth_mult=alpha ** phi, width_mult=beta ** phi,
                            resolution=int(round(base_resolution * res_mult)), resolution_mult=res_mult)
