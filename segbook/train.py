@@ -34,9 +34,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import positive_int
 from .metrics import SegmentationMetrics
 from .constants import IGNORE_INDEX
-from .checks import positive_int
 
 __all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "fit", "evaluate", "predict", "TASKS"]
 

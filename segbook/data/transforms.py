@@ -41,8 +41,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..constants import IGNORE_INDEX
 from ..checks import positive_int
+from ..constants import IGNORE_INDEX
 
 __all__ = [
     "IGNORE_INDEX",

@@ -26,8 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checkerboard import checkerboard_score
-from ..nn.upsample import UPSAMPLERS, make_upsampler
 from ..checks import positive_int
+from ..nn.upsample import UPSAMPLERS, make_upsampler
 
 __all__ = [
     "UPSAMPLER_LABELS",

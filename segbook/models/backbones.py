@@ -13,11 +13,12 @@ VGG-16: widths ``(w, 2w, 4w, 8w, 8w)`` with a small ``w`` (16 instead of 64), on
 stage instead of two or three, batch norm after every conv (VGG-16 has none), no ImageNet
 pretraining (:mod:`segbook.models.pretrained` loads it into a VGG-16-sized instance when asked).
 
-ResNet (:class:`ResNetBackbone`, :func:`resnet_backbone`): a classification ResNet halves the resolution four or five times: its last map has stride 32
-(one cell per 32x32 input pixels). That is too coarse for segmentation. DeepLab's answer (Chen et
-al. 2017, "Rethinking atrous convolution") is to *remove* the stride of the last stage(s) and to
-dilate their 3x3 convolutions instead, so every layer keeps the receptive field it had (in input
-pixels) and the weights it would have had, while the map stays finer:
+ResNet (:class:`ResNetBackbone`, :func:`resnet_backbone`): a classification ResNet halves the
+resolution four or five times: its last map has stride 32 (one cell per 32x32 input pixels).
+That is too coarse for segmentation. DeepLab's answer (Chen et al. 2017, "Rethinking atrous
+convolution") is to *remove* the stride of the last stage(s) and to dilate their 3x3
+convolutions instead, so every layer keeps the receptive field it had (in input pixels) and the
+weights it would have had, while the map stays finer:
 
 * output stride 32: strides ``(1, 2, 2, 2)`` in ``layer1..layer4``, rates all 1 (the classifier);
 * output stride 16: ``layer4`` gets stride 1 and rate 2;
@@ -29,7 +30,7 @@ replaced stage still uses the previous rate (its input comes from the previous, 
 stage) and the later blocks the new one; the 1x1 projection shortcut of that first block gets
 stride 1.
 
-Where the ResNet departs from torchvision's ResNet: the widths are small (16-128 instead of 64-512) for
+Where the ResNet departs from torchvision's: the widths are small (16-128 instead of 64-512) for
 CPU training; the stem is configurable: ``"imagenet"`` is the 7x7/2 conv + 3x3/2 max pooling
 (stride 4) of the paper, ``"small"`` two 3x3 convs, the first with stride 2 (stride 2, for 64-pixel
 images, where a 7x7/2 + pooling stem throws away too much), in which case ``layer1`` takes the
@@ -44,10 +45,10 @@ from typing import Optional, Sequence, Type, Union
 import torch
 import torch.nn as nn
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct
 from .resnet import BasicBlock, Bottleneck, he_init
 from .segmentation import check_images
-from ..checks import positive_int
 
 __all__ = [
     "VGG_MIN_INPUT_SIZE",

@@ -35,11 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct
 from ..nn.separable import separable_conv_bn_act
 from .backbones import OUTPUT_STRIDES, ResNetBackbone, resnet_backbone
 from .segmentation import SegmentationModel, resize_to_input
-from ..checks import positive_int
 
 __all__ = [
     "aspp_rates",

@@ -26,9 +26,9 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn as nn
 
+from ..checks import positive_int
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.init import he_init
-from ..checks import positive_int
 
 __all__ = [
     "InceptionConfig",

@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
 from ..devices import to_module
 from ..nn.init import he_init
-from ..checks import positive_int
 
 __all__ = [
     "PadShortcut",

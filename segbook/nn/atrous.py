@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conv import same_padding
 from ..checks import positive_int
+from .conv import same_padding
 
 __all__ = ["effective_kernel_size", "atrous_conv", "dilated_stack", "tap_counts"]
 

@@ -34,8 +34,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from .conv import ConvBNAct, same_padding
 from ..checks import positive_int
+from .conv import ConvBNAct, same_padding
 
 __all__ = [
     "SeparableConv2d",
