@@ -38,7 +38,8 @@ from .checks import positive_int
 from .metrics import SegmentationMetrics
 from .constants import IGNORE_INDEX
 
-__all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "fit", "evaluate", "predict", "TASKS"]
+__all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "class_balance_weights", "fit", "evaluate", "predict",
+           "TASKS"]
 
 TASKS = ("classification", "segmentation")
 
@@ -207,10 +208,41 @@ def _check_labels(target: torch.Tensor, num_classes: int, ignore_index: int) -> 
         )
 
 
-def _loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+def _loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int,
+          weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     if logits.dim() == 4 and logits.shape[-2:] != target.shape[-2:]:  # auxiliary maps may be coarser
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(logits.float(), target, ignore_index=ignore_index)
+    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=ignore_index)
+
+
+def class_balance_weights(masks: torch.Tensor, num_classes: int, *, ignore_index: int = IGNORE_INDEX,
+                          power: float = 1.0) -> torch.Tensor:
+    """Loss weights ``[K]`` that balance class frequencies, from label maps ``masks [N, H, W]`` (int).
+
+    Median-frequency balancing (Eigen & Fergus, 2015): with ``f_c`` the share of the labelled
+    pixels that belong to class ``c``, ``w_c = (median_k f_k / f_c) ** power`` (the median over the
+    classes that occur; for an even count, the lower middle value). A class rarer than
+    the median weighs more in the loss and a common one (usually the background) less, so every
+    class pulls on the net about equally, as mean IoU counts every class equally. ``power=0.5``
+    damps the weights. U-Net's weight map has this class-balancing term plus a second term that
+    up-weights the thin gaps between touching cells, which is not computed here. Ignored pixels
+    (``ignore_index``) count for no class; a class that never occurs gets weight 0.
+    """
+    if not isinstance(masks, torch.Tensor) or masks.is_floating_point() or masks.dim() < 1:
+        raise ValueError(f"masks must be an integer label tensor, got {getattr(masks, 'dtype', type(masks))}")
+    num_classes = positive_int(num_classes, "num_classes")
+    if not isinstance(power, (int, float)) or isinstance(power, bool) or not (0 <= power <= 4):
+        raise ValueError(f"power must be a number in [0, 4], got {power!r}")
+    labels = masks[masks != ignore_index].flatten().long()
+    if labels.numel() == 0:
+        raise ValueError("masks hold no labelled pixel (all equal ignore_index)")
+    if bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise ValueError(f"mask labels must lie in [0, {num_classes}) or equal ignore_index={ignore_index}")
+    freq = torch.bincount(labels, minlength=num_classes).double() / labels.numel()
+    present = freq > 0
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    weights[present] = (freq[present].median() / freq[present]) ** float(power)
+    return weights.float()
 
 
 def _batch_size(images) -> int:
@@ -242,6 +274,7 @@ def fit(
     momentum: float = 0.9,
     schedule: Optional[str] = "cosine",
     aux_weight: float = 0.3,
+    class_weights: Optional[torch.Tensor] = None,
     ignore_index: int = IGNORE_INDEX,
     device: Optional[Union[str, torch.device]] = None,
     amp: Optional[bool] = None,
@@ -267,6 +300,8 @@ def fit(
         optimizer: ``"adamw"`` or ``"sgd"`` (with Nesterov momentum).
         schedule: ``"cosine"`` (per-step cosine decay to 0) or ``None`` (constant).
         aux_weight: weight of each auxiliary loss.
+        class_weights: optional float ``[K]`` weights of the classes in the cross-entropy (e.g.
+            :func:`class_balance_weights`); the loss is the weighted mean over pixels.
         ignore_index: target value excluded from the loss and the metrics.
         device: default: the model's current device.
         amp: mixed precision (default: on for CUDA only; dtype from :func:`amp_dtype_for`).
@@ -292,6 +327,13 @@ def fit(
 
     ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
     device = ex.device
+    if class_weights is not None:
+        if (not isinstance(class_weights, torch.Tensor) or class_weights.dim() != 1 or not class_weights.is_floating_point()
+                or (num_classes is not None and class_weights.numel() != num_classes)
+                or not bool(torch.isfinite(class_weights).all()) or bool((class_weights < 0).any())):
+            raise ValueError(f"class_weights must be a float tensor [num_classes] of finite weights >= 0, got "
+                             f"{getattr(class_weights, 'shape', type(class_weights))} for num_classes={num_classes}")
+        class_weights = class_weights.detach().float().to(device)
     if seed is not None:
         torch.manual_seed(seed)
     ex.prepare(model)
@@ -344,9 +386,9 @@ def fit(
                     _check_logits(main, targets, task, num_classes)
                     if num_classes is None or cpu_targets.device.type != "cpu":
                         _check_labels(cpu_targets, main.shape[1], ignore_index)
-                    loss = _loss(main, targets, ignore_index)
+                    loss = _loss(main, targets, ignore_index, class_weights)
                     for a in aux:
-                        loss = loss + aux_weight * _loss(a, targets, ignore_index)
+                        loss = loss + aux_weight * _loss(a, targets, ignore_index, class_weights)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if clip_grad is not None:

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segbook.data import make_loader
-from segbook.train import TASKS, History, evaluate, fit, predict
+from segbook.train import TASKS, History, class_balance_weights, evaluate, fit, predict
 
 QUIET = dict(progress=False, log=False)
 
@@ -603,3 +603,59 @@ def test_fit_checks_labels_on_the_cpu_before_the_model_runs():
     with pytest.raises(ValueError, match=r"labels \[7\]"):
         fit(spy, batch, task="classification", num_classes=3, epochs=1, progress=False, log=False)
     assert spy.calls == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# class weights
+# ---------------------------------------------------------------------------------------------
+def test_class_balance_weights_median_frequency():
+    # shares: class 0 0.6, class 1 0.3, class 2 0.1; median 0.3 -> weights 0.5, 1, 3
+    masks = torch.tensor([0] * 6 + [1] * 3 + [2]).view(1, 2, 5)
+    w = class_balance_weights(masks, 3)
+    assert w.dtype == torch.float32 and w.shape == (3,)
+    assert torch.allclose(w, torch.tensor([0.5, 1.0, 3.0]))
+    assert torch.allclose(class_balance_weights(masks, 3, power=0.5), torch.tensor([0.5, 1.0, 3.0]).sqrt())
+    # weighted by w, every class carries the same total weight: f_c * w_c = median share
+    freq = torch.tensor([0.6, 0.3, 0.1])
+    assert torch.allclose(freq * w, torch.full((3,), 0.3))
+
+
+def test_class_balance_weights_ignore_and_absent_classes():
+    masks = torch.tensor([[0, 0, 1, 255, 255]])
+    w = class_balance_weights(masks, 4)
+    # present: 0 (2/3) and 1 (1/3); torch.median takes the lower middle value, 1/3
+    assert w[2] == 0 and w[3] == 0
+    assert torch.allclose(w[:2], torch.tensor([0.5, 1.0]))
+
+
+@pytest.mark.parametrize("masks, k, kw, match", [
+    (torch.rand(2, 4, 4), 3, {}, "integer label tensor"),
+    (torch.full((2, 4), 255), 3, {}, "no labelled pixel"),
+    (torch.tensor([[0, 5]]), 3, {}, r"\[0, 3\)"),
+    (torch.tensor([[0, 1]]), 0, {}, "num_classes"),
+    (torch.tensor([[0, 1]]), 2, {"power": -1}, "power"),
+])
+def test_class_balance_weights_bad_input(masks, k, kw, match):
+    with pytest.raises(ValueError, match=match):
+        class_balance_weights(masks, k, **kw)
+
+
+def test_fit_class_weights_weight_the_loss():
+    x, y = seg_data(n=8)
+    train = batches(x, y, 8)
+    weights = torch.tensor([1.0, 4.0])
+    model = seg_net()
+    with torch.no_grad():
+        expected = F.cross_entropy(copy.deepcopy(model)(train[0][0]), train[0][1], weight=weights)
+        plain = F.cross_entropy(copy.deepcopy(model)(train[0][0]), train[0][1])
+    hist = fit(model, train, task="segmentation", num_classes=2, epochs=1, schedule=None, class_weights=weights, **QUIET)
+    assert hist.step_loss[0] == pytest.approx(float(expected), rel=1e-6)
+    assert hist.step_loss[0] != pytest.approx(float(plain), rel=1e-3)
+
+
+@pytest.mark.parametrize("weights", [torch.tensor([1, 2]), torch.ones(3), torch.tensor([1.0, -1.0]),
+                                     torch.tensor([1.0, float("nan")]), [1.0, 2.0]])
+def test_fit_bad_class_weights(weights):
+    x, y = seg_data(n=8)
+    with pytest.raises(ValueError, match="class_weights"):
+        fit(seg_net(), batches(x, y, 8), task="segmentation", num_classes=2, epochs=1, class_weights=weights, **QUIET)
