@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segbook.experiments.unet import border_band, compare_input_policies, random_crops
+from segbook.data import SegmentationAugment
+from segbook.experiments.unet import AugmentedPairs, border_band, compare_input_policies, random_crops
 from segbook.models.unet import unet
 
 
@@ -71,3 +72,33 @@ def test_compare_input_policies_needs_same_padding():
     with pytest.raises(ValueError, match="same"):
         compare_input_policies(unet(depth=1, base_width=2, padding="valid"), torch.rand(1, 3, 9, 9),
                                torch.zeros(1, 9, 9, dtype=torch.long))
+
+
+def test_augmented_pairs_repeats_and_transforms():
+    images = torch.rand(3, 3, 16, 16)
+    masks = torch.randint(0, 4, (3, 16, 16))
+    plain = AugmentedPairs(images, masks, repeats=4)
+    assert len(plain) == 12
+    for i in (0, 4, 11, -1):
+        x, y = plain[i]
+        assert torch.equal(x, images[i % 3]) and torch.equal(y, masks[i % 3])
+    with pytest.raises(IndexError):
+        plain[12]
+    torch.manual_seed(0)
+    aug = AugmentedPairs(images, masks, transform=SegmentationAugment(16, scale=None, color_jitter=None, rotate=30,
+                                                                     vflip=True, elastic=(3, 2.0)), repeats=2)
+    draws = [aug[0] for _ in range(3)]
+    assert all(x.shape == (3, 16, 16) and y.shape == (16, 16) for x, y in draws)
+    assert not torch.equal(draws[0][1], draws[1][1]) or not torch.equal(draws[1][1], draws[2][1])  # fresh draws
+    assert all(set(y.unique().tolist()) <= set(masks[0].unique().tolist()) | {255} for _, y in draws)
+
+
+@pytest.mark.parametrize("images, masks, kw, match", [
+    (torch.rand(2, 3, 8, 8), torch.zeros(3, 8, 8, dtype=torch.long), {}, "one size"),
+    (torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8), {}, "integer masks"),
+    (torch.rand(0, 3, 8, 8), torch.zeros(0, 8, 8, dtype=torch.long), {}, "N >= 1"),
+    (torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8, dtype=torch.long), {"repeats": 0}, "repeats"),
+])
+def test_augmented_pairs_bad_input(images, masks, kw, match):
+    with pytest.raises(ValueError, match=match):
+        AugmentedPairs(images, masks, **kw)

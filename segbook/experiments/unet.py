@@ -14,11 +14,46 @@ from typing import Optional
 
 import torch
 
+from ..checks import positive_int
 from ..metrics import SegmentationMetrics
 from ..models.unet import INPUT_POLICIES, UNet, center_crop
 from ..sizes import nearest_valid_unet_sizes
 
-__all__ = ["random_crops", "border_band", "compare_input_policies"]
+__all__ = ["AugmentedPairs", "random_crops", "border_band", "compare_input_policies"]
+
+
+class AugmentedPairs(torch.utils.data.Dataset):
+    """A few ``(image, mask)`` pairs, each drawn ``repeats`` times per epoch through a joint ``transform``.
+
+    ``images [N, C, H, W]`` float and ``masks [N, H, W]`` int64; item ``i`` is pair ``i % N``
+    passed through ``transform(image, mask)`` (e.g. :class:`segbook.data.SegmentationAugment`), so
+    with ``repeats = r`` an epoch shows ``r`` fresh random variants of every pair. Without a
+    transform the pairs are returned as they are (the same ``r`` copies: equal steps, no new views).
+    """
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, *, transform=None, repeats: int = 1) -> None:
+        if (not isinstance(images, torch.Tensor) or not isinstance(masks, torch.Tensor) or images.dim() != 4
+                or masks.dim() != 3 or images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]
+                or images.shape[0] == 0):
+            raise ValueError(f"expected images [N, C, H, W] and masks [N, H, W] of one size (N >= 1), got "
+                             f"{tuple(getattr(images, 'shape', ()))} and {tuple(getattr(masks, 'shape', ()))}")
+        if not images.is_floating_point() or masks.is_floating_point():
+            raise ValueError(f"expected float images and integer masks, got {images.dtype} and {masks.dtype}")
+        self.images, self.masks = images, masks
+        self.transform = transform
+        self.repeats = positive_int(repeats, "repeats")
+
+    def __len__(self) -> int:
+        return self.images.shape[0] * self.repeats
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        j = i % self.images.shape[0]
+        image, mask = self.images[j], self.masks[j]
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        return image, mask
 
 
 def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int], *,
