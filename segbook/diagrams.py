@@ -18,6 +18,7 @@ normalisation/activation grey, merges (add, concatenate, multiply) green, fully 
 :func:`mbconv_diagram`         an :class:`~segbook.models.efficientnet.MBConv` block
 :func:`fcn_skip_diagram`       FCN-32s/16s/8s: backbone strides, score layers, fusions
 :func:`transposed_conv_diagram` how a transposed convolution scatters its input (overlaps)
+:func:`unet_diagram`           U-Net: encoder, bottom, decoder, skips, with every map's side
 :func:`deeplab_diagram`        DeepLab v3/v3+: dilated backbone, ASPP branches, decoder
 =============================  ==========================================================
 
@@ -45,6 +46,7 @@ __all__ = [
     "mbconv_diagram",
     "fcn_skip_diagram",
     "transposed_conv_diagram",
+    "unet_diagram",
     "deeplab_diagram",
 ]
 
@@ -524,6 +526,137 @@ def transposed_conv_diagram(layer: Optional[nn.Module] = None, *, in_size: int =
     bar = fig.colorbar(im, ax=ax2, fraction=0.05, pad=0.04, ticks=sorted(set(counts.ravel().tolist())))
     bar.ax.tick_params(labelsize=_FONT - 1)
     bar.set_label("inputs summed", fontsize=_FONT - 1)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Chapter 4: U-Net
+# ----------------------------------------------------------------------------------------------
+def _double_conv_label(block: nn.Module) -> str:
+    """``"2× 3×3 conv, 64 ch"``: how many convolutions ``block`` has, their kernel and output width."""
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(block).__name__} has no convolution to read channels from")
+    kh, kw = convs[0].kernel_size
+    return f"{len(convs)}× {kh}×{kw} conv, {convs[-1].out_channels} ch"
+
+
+def _up_label(block: nn.Module) -> str:
+    """``"up-conv 2×2"`` (transposed) or ``"bilinear ×2, 3×3 conv"``, with the output channels."""
+    up = block.up
+    if isinstance(up, nn.ConvTranspose2d):
+        k = up.kernel_size[0]
+        return f"up-conv {k}×{k}\n→ {up.out_channels} ch"
+    conv = _last_conv(up)
+    k = conv.kernel_size[0]
+    return f"bilinear ×2,\n{k}×{k} conv → {conv.out_channels} ch"
+
+
+def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int] = None) -> Figure:
+    """The U-Net of Ronneberger et al. (2015, Fig. 1) drawn from a built :class:`~segbook.models.unet.UNet`.
+
+    The encoder goes down on the left (each level's convolutions, then a 2x2 max pooling), the
+    bottom level joins the two paths, and the decoder climbs back up on the right (upsampling,
+    concatenation with the skip of the same level, convolutions), ending in the 1x1 head. Every
+    number is read from the module or computed: channels and kernels from each level's
+    convolutions (``model.encoder``, ``model.bottom``, ``model.decoder``, ``model.head``), the
+    upsampling from the decoder blocks (``up-conv 2×2`` or ``bilinear ×2`` + conv), and the side
+    of every map from :func:`segbook.sizes.unet_trace` for an ``input_size x input_size`` input
+    (``a → b`` where a level's convolutions change the side, i.e. with valid padding, and the
+    skips' centre crop, ``crop 568 → 392``).
+
+    Args:
+        model: a :class:`~segbook.models.unet.UNet` (default: ``unet(num_classes=6, depth=3,
+            base_width=8)``, 8/16/32/64 channels).
+        input_size: side of the (square) input drawn. It must be a size the net takes as it is
+            (a multiple of ``2^D`` with same padding; ``2^D k - 4`` and large enough with valid
+            padding, e.g. 572 for :func:`~segbook.models.unet.unet_paper`): the diagram shows the
+            net's own maps, not what an input policy pads or resizes. Default: 32 (or ``2^D`` if
+            larger) with same padding; the first valid size from 572 up with valid padding.
+
+    Returns:
+        The ``Figure``, ``6.4`` inches wide at most.
+
+    Raises:
+        ValueError: ``model`` is not a ``UNet``, or ``input_size`` is not a size it takes (the
+            message names the nearest sizes that work).
+    """
+    from .checks import positive_int
+    from .models.unet import UNet, unet
+    from .sizes import nearest_valid_unet_sizes, unet_trace
+
+    if model is None:
+        model = unet(num_classes=6, depth=3, base_width=8)
+    if not isinstance(model, UNet):
+        raise ValueError(f"unet_diagram expects a segbook.models.unet.UNet (e.g. unet() or unet_paper()), "
+                         f"got {type(model).__name__}")
+    depth, padding = model.depth, model.padding
+    if input_size is None:
+        input_size = (max(32, 2 ** depth) if padding == "same"
+                      else nearest_valid_unet_sizes(572, depth, padding)[1])
+    positive_int(input_size, "input_size")
+    trace = unet_trace(input_size, depth, padding)
+    if not trace.valid:
+        below, above = nearest_valid_unet_sizes(input_size, depth, padding)
+        options = " or ".join(str(n) for n in (below, above) if n is not None)
+        raise ValueError(f"input_size {input_size} does not go through this U-Net (depth {depth}, {padding} padding): "
+                         f"{trace.problems[0]}; sizes that work nearby: {options}")
+    side = {step.name: step.size for step in trace.steps}
+
+    def sides(n_in: int, n_out: int) -> str:
+        return f"{n_out}×{n_out}" if n_in == n_out else f"{n_in}×{n_in} → {n_out}×{n_out}"
+
+    row, w, h = 0.78, 1.5, 0.46
+    height = row * (depth + 2) + 0.05
+    out_size = trace.output_size
+    fig, ax = _canvas(_MAX_WIDTH, height, title=f"U-Net: depth {depth}, {padding} padding, "
+                                                f"{input_size}×{input_size} → {out_size}×{out_size}")
+    step = min(0.4, 0.8 / max(1, depth - 1))  # how far each level moves in: the U
+    x_enc = [0.8 + step * level for level in range(depth)]
+    x_dec = [_MAX_WIDTH - 0.8 - step * level for level in range(depth)]
+    y_level = [height - row * (level + 1.5) for level in range(depth + 1)]
+    label = dict(fontsize=_FONT - 1, color="0.2", va="center")
+    skip_colour = "#38761d"
+
+    prev = _box(ax, x_enc[0], height - row * 0.5, f"input, {model.in_channels} ch\n{input_size}×{input_size}",
+                kind="io", w=w, h=h, fontsize=_FONT - 1)
+    pool_k = model.pool.kernel_size if isinstance(model.pool.kernel_size, int) else model.pool.kernel_size[0]
+    enc_boxes = []
+    for level, block in enumerate(model.encoder):
+        n_in = input_size if level == 0 else side[f"pool{level - 1}"]
+        text = f"{_double_conv_label(block)}\n{sides(n_in, side[f'enc{level} convs'])}"
+        b = _box(ax, x_enc[level], y_level[level], text, kind="conv", w=w, h=h, fontsize=_FONT - 1)
+        if level == 0:
+            _arrow(ax, prev.bottom, b.top)
+        else:
+            _arrow(ax, (prev.x, prev.bottom[1]), (prev.x, b.top[1]))
+            ax.text(prev.x + 0.08, (prev.bottom[1] + b.top[1]) / 2, f"{pool_k}×{pool_k} max pool", ha="left", **label)
+        enc_boxes.append(prev := b)
+    # the bottom level spans the U's floor, under the deepest encoder and decoder levels
+    bw = x_dec[-1] - x_enc[-1] + 0.6
+    bottom = _box(ax, _MAX_WIDTH / 2, y_level[depth],
+                  f"{_double_conv_label(model.bottom)}\n{sides(side[f'pool{depth - 1}'], side['bottom convs'])}",
+                  kind="conv", w=bw, h=h, fontsize=_FONT - 1)
+    _arrow(ax, (prev.x, prev.bottom[1]), (prev.x, bottom.top[1]))
+    ax.text(prev.x + 0.08, (prev.bottom[1] + bottom.top[1]) / 2, f"{pool_k}×{pool_k} max pool", ha="left", **label)
+    below_x, below_top = x_dec[-1], bottom.top[1]
+    for block, level in zip(model.decoder, reversed(range(depth))):
+        n_up, skip = side[f"up{level}"], side[f"enc{level} convs"]
+        text = f"{_double_conv_label(block.convs)}\n{sides(n_up, side[f'dec{level} convs'])}"
+        b = _box(ax, x_dec[level], y_level[level], text, kind="conv", w=w, h=h, fontsize=_FONT - 1)
+        _arrow(ax, (below_x, below_top), (below_x, b.bottom[1]))
+        ax.text(below_x - 0.08, (below_top + b.bottom[1]) / 2, _up_label(block), ha="right", **label)
+        first = next(m for m in block.convs.modules() if isinstance(m, nn.Conv2d))  # reads [skip, up]
+        text = f"concat → {first.in_channels} ch"
+        if skip != n_up:
+            text = f"crop {skip} → {n_up}\n" + text
+        _arrow(ax, enc_boxes[level].right, b.left, color=skip_colour, text=text)
+        below_x, below_top = b.x, b.top[1]
+    head = model.head
+    out = _box(ax, x_dec[0], height - row * 0.5,
+               f"{head.kernel_size[0]}×{head.kernel_size[1]} conv → {head.out_channels} classes\n"
+               f"{out_size}×{out_size}", kind="io", w=w, h=h, fontsize=_FONT - 1)
+    _arrow(ax, (below_x, below_top), out.bottom)
     return fig
 
 

@@ -135,6 +135,21 @@ def test_errors():
         DeformConv2d(3, 4).sampling_points(None)
 
 
+def test_default_padding_is_the_shared_same_padding():
+    """``padding=None`` is :func:`segbook.nn.same_padding` per axis; an even kernel has none."""
+    from segbook.nn import same_padding
+
+    d = DeformConv2d(2, 3, (3, 5), dilation=(2, 3))
+    assert d.padding == (same_padding(3, 2), same_padding(5, 3)) == (2, 6)
+    assert d(torch.randn(1, 2, 9, 11)).shape == (1, 3, 9, 11)
+    assert torch.equal(regular_grid((4, 4), (3, 5), 1, None, (2, 3)), regular_grid((4, 4), (3, 5), 1, (2, 6), (2, 3)))
+    with pytest.raises(ValueError, match="even"):
+        DeformConv2d(3, 4, 4)
+    with pytest.raises(ValueError, match="even"):
+        regular_grid((4, 4), 2)
+    assert DeformConv2d(3, 4, 4, padding=1)(torch.randn(1, 3, 8, 8)).shape == (1, 4, 7, 7)
+
+
 def test_deform_conv_runs_under_cpu_autocast_in_bf16():
     """The GPU path's mixed precision, reproduced on the CPU: the offset conv returns bf16."""
     torch.manual_seed(0)

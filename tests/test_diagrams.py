@@ -9,14 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from torch import nn  # noqa: E402
 
 from segbook.diagrams import (  # noqa: E402
     deeplab_diagram, dense_block_diagram, fcn_skip_diagram, figure_text, inception_diagram, mbconv_diagram, residual_block_diagram,
-    se_block_diagram, transposed_conv_diagram,
+    se_block_diagram, transposed_conv_diagram, unet_diagram,
 )
 from segbook.models import DenseBlock, Inception, InceptionConfig, MBConv, fcn8s, fcn16s, fcn32s, inception_3a  # noqa: E402
 from segbook.models.resnet import BasicBlock, PadShortcut  # noqa: E402
+from segbook.models.unet import unet, unet_paper  # noqa: E402
 from segbook.nn import SqueezeExcite  # noqa: E402
 
 
@@ -146,6 +148,83 @@ def test_transposed_conv_diagram_counts_overlaps():
     with pytest.raises(ValueError, match="in_size"):
         transposed_conv_diagram(in_size=0)
 
+
+
+def _texts_do_not_overlap(fig: Figure) -> None:
+    """No two drawn strings share pixels, and every string lies inside the figure."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text) if t.get_text()]
+    frame = fig.bbox
+    for text, bb in boxes:
+        assert frame.x0 <= bb.x0 and bb.x1 <= frame.x1 and frame.y0 <= bb.y0 and bb.y1 <= frame.y1, text
+    for i, (a, bb_a) in enumerate(boxes):
+        for b, bb_b in boxes[i + 1:]:
+            assert not bb_a.overlaps(bb_b), (a, b)
+
+
+def test_unet_diagram_default_shows_the_modules_channels_and_sides():
+    fig = unet_diagram()
+    _fits_column(fig)
+    _texts_do_not_overlap(fig)
+    text = figure_text(fig)
+    assert "U-Net: depth 3, same padding, 32×32 → 32×32" in text
+    assert "input, 3 ch\n32×32" in text and "1×1 conv → 6 classes\n32×32" in text
+    for channels, side in ((8, 32), (16, 16), (32, 8)):  # encoder and decoder level: same box text
+        assert text.count(f"2× 3×3 conv, {channels} ch\n{side}×{side}") == 2
+        assert f"concat → {2 * channels} ch" in text and f"up-conv 2×2\n→ {channels} ch" in text
+    assert text.count("2× 3×3 conv, 64 ch\n4×4") == 1  # the bottom
+    assert text.count("2×2 max pool") == 3 and "crop" not in text
+
+
+def test_unet_diagram_sides_agree_with_a_forward_pass():
+    for model, size in ((unet(num_classes=3, depth=2, base_width=4), 24),
+                        (unet(num_classes=3, depth=2, base_width=4, padding="valid", upsampling="bilinear"), 76)):
+        text = figure_text(unet_diagram(model, input_size=size))
+        maps = model.eval().features(torch.zeros(1, 3, size, size))
+        n_in = size
+        for name, x in maps.items():  # enc0, enc1, bottom, dec1, dec0, logits: real channels and sides
+            c, n = x.shape[1], x.shape[-1]
+            if name == "logits":
+                assert f"1×1 conv → {c} classes\n{n}×{n}" in text
+                continue
+            if name.startswith("dec"):
+                n_in *= 2  # the decoder level's input is the up-sampled map below it
+            sides = f"{n}×{n}" if n_in == n else f"{n_in}×{n_in} → {n}×{n}"
+            assert f"2× 3×3 conv, {c} ch\n{sides}" in text, name
+            n_in = n // 2 if name.startswith("enc") else n
+    valid = figure_text(unet_diagram(model, input_size=76))
+    assert "bilinear ×2,\n3×3 conv → 4 ch" in valid and "crop 72 → 40\nconcat → 8 ch" in valid
+    assert "crop 32 → 24\nconcat → 16 ch" in valid
+
+
+def test_unet_diagram_paper_configuration():
+    fig = unet_diagram(unet_paper(), input_size=572)
+    _fits_column(fig)
+    _texts_do_not_overlap(fig)
+    text = figure_text(fig)
+    assert "valid padding, 572×572 → 388×388" in text
+    assert "input, 1 ch\n572×572" in text and "1×1 conv → 2 classes\n388×388" in text
+    assert "2× 3×3 conv, 64 ch\n572×572 → 568×568" in text  # encoder level 0
+    assert "2× 3×3 conv, 64 ch\n392×392 → 388×388" in text  # decoder level 0
+    assert "2× 3×3 conv, 1024 ch\n32×32 → 28×28" in text
+    for channels in (64, 128, 256, 512):
+        assert f"up-conv 2×2\n→ {channels} ch" in text and f"concat → {2 * channels} ch" in text
+    for skip, up in ((568, 392), (280, 200), (136, 104), (64, 56)):
+        assert f"crop {skip} → {up}" in text
+    assert figure_text(unet_diagram(unet_paper())) == text  # 572 is the default for the paper's net
+
+
+def test_unet_diagram_rejects_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="expects a segbook.models.unet.UNet"):
+        unet_diagram(nn.Conv2d(3, 3, 1))
+    with pytest.raises(ValueError, match="input_size 30 .*depth 3, same padding.*24 or 32"):
+        unet_diagram(input_size=30)
+    with pytest.raises(ValueError, match="input_size 570 .*valid padding.*556 or 572"):
+        unet_diagram(unet_paper(), input_size=570)
+    for bad in (0, 32.0, "32"):
+        with pytest.raises(ValueError, match="input_size"):
+            unet_diagram(input_size=bad)
 
 
 def test_deeplab_diagram_reads_rates_and_widths():

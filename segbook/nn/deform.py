@@ -43,14 +43,11 @@ import torch.nn as nn
 from torchvision.ops import deform_conv2d
 
 from ..checks import int_pair, positive_int
+from .conv import same_padding
 
 __all__ = ["DeformConv2d", "sampling_points", "regular_grid"]
 
 IntPair = Union[int, tuple[int, int]]
-
-
-def _same(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))  # type: ignore[return-value]
 
 
 def regular_grid(
@@ -65,12 +62,16 @@ def regular_grid(
 ) -> torch.Tensor:
     """The plain convolution's sampling positions ``(y, x)``: ``[H_out, W_out, k_h*k_w, 2]``.
 
-    ``padding=None`` means "same" padding ``d (k - 1) // 2``, as in :class:`DeformConv2d`.
+    ``padding=None`` means "same" padding ``d (k - 1) // 2`` (:func:`~segbook.nn.same_padding`:
+    odd kernels only), as in :class:`DeformConv2d`.
     """
     kh, kw = int_pair(kernel_size, "kernel_size")
     sh, sw = int_pair(stride, "stride")
     dh, dw = int_pair(dilation, "dilation")
-    ph, pw = _same((kh, kw), (dh, dw)) if padding is None else int_pair(padding, "padding", minimum=0)
+    if padding is None:
+        ph, pw = same_padding(kh, dh), same_padding(kw, dw)
+    else:
+        ph, pw = int_pair(padding, "padding", minimum=0)
     ho, wo = out_size
     oy = torch.arange(ho, device=device, dtype=dtype) * sh - ph        # [H_out]
     ox = torch.arange(wo, device=device, dtype=dtype) * sw - pw        # [W_out]
@@ -123,7 +124,8 @@ class DeformConv2d(nn.Module):
     Args:
         in_ch, out_ch: channel counts.
         kernel_size, stride, dilation: as ``nn.Conv2d`` (int or pair).
-        padding: as ``nn.Conv2d``; ``None`` (default) is "same" padding ``d (k - 1) // 2``.
+        padding: as ``nn.Conv2d``; ``None`` (default) is "same" padding ``d (k - 1) // 2``
+            (:func:`~segbook.nn.same_padding`; an even kernel needs an explicit ``padding``).
         bias: add a learnable bias to the output.
 
     Attributes:
@@ -152,7 +154,7 @@ class DeformConv2d(nn.Module):
         self.kernel_size = int_pair(kernel_size, "kernel_size")
         self.stride = int_pair(stride, "stride")
         self.dilation = int_pair(dilation, "dilation")
-        self.padding = (_same(self.kernel_size, self.dilation) if padding is None
+        self.padding = (tuple(map(same_padding, self.kernel_size, self.dilation)) if padding is None
                         else int_pair(padding, "padding", minimum=0))
         kh, kw = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_ch, in_ch, kh, kw))
