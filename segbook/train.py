@@ -38,8 +38,8 @@ from .checks import positive_int
 from .metrics import SegmentationMetrics
 from .constants import IGNORE_INDEX
 
-__all__ = ["History", "Execution", "amp_dtype_for", "resolve_execution", "class_balance_weights", "fit", "evaluate", "predict",
-           "TASKS"]
+__all__ = ["History", "Execution", "SCHEDULES", "lr_factor", "amp_dtype_for", "resolve_execution", "class_balance_weights",
+           "fit", "evaluate", "predict", "TASKS"]
 
 TASKS = ("classification", "segmentation")
 
@@ -153,6 +153,41 @@ def resolve_execution(model: Optional[nn.Module] = None, *, device: Optional[Uni
     amp = (device.type == "cuda") if amp is None else bool(amp)
     channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
     return Execution(device, amp, amp_dtype_for(device), channels_last)
+
+
+SCHEDULES = ("cosine", "poly", None)
+
+
+def lr_factor(schedule: Optional[str], total_steps: int, *, warmup_steps: int = 0, power: float = 0.9):
+    """The learning-rate multiplier of step ``s`` (``0 <= s < total_steps``) as a function, or ``None`` for a constant rate.
+
+    With ``W = warmup_steps`` and ``S = total_steps``: steps ``s < W`` use ``(s + 1) / W`` (a linear
+    warm-up that reaches the full rate at step ``W - 1``), and the remaining ``S - W`` steps decay
+    from 1 with progress ``t = (s - W) / (S - W)``: ``"cosine"`` gives ``(1 + cos(pi t)) / 2``,
+    ``"poly"`` gives ``(1 - t)^power`` (DeepLab's "poly" policy with power 0.9), ``None`` keeps 1.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be 'cosine', 'poly' or None, got {schedule!r}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be a non-negative int, got {warmup_steps!r}")
+    if warmup_steps and warmup_steps >= total_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} leaves no steps to train at the full rate "
+                         f"(the run has {total_steps} steps); use fewer warm-up steps")
+    if schedule is None and not warmup_steps:
+        return None
+    decay_steps = total_steps - warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(step - warmup_steps, decay_steps) / decay_steps
+        if schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * t))
+        if schedule == "poly":
+            return (1 - t) ** power
+        return 1.0
+
+    return factor
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -273,6 +308,7 @@ def fit(
     optimizer: str = "adamw",
     momentum: float = 0.9,
     schedule: Optional[str] = "cosine",
+    warmup_steps: int = 0,
     aux_weight: float = 0.3,
     class_weights: Optional[torch.Tensor] = None,
     ignore_index: int = IGNORE_INDEX,
@@ -298,7 +334,11 @@ def fit(
         num_classes: checked against the logits; needed for segmentation metrics.
         lr, weight_decay, momentum: optimiser settings.
         optimizer: ``"adamw"`` or ``"sgd"`` (with Nesterov momentum).
-        schedule: ``"cosine"`` (per-step cosine decay to 0) or ``None`` (constant).
+        schedule: ``"cosine"`` (per-step cosine decay to 0), ``"poly"`` (DeepLab's
+            ``(1 - s/S)^0.9`` per step) or ``None`` (constant).
+        warmup_steps: ramp the learning rate linearly from ``lr / warmup_steps`` to ``lr`` over
+            the first ``warmup_steps`` optimisation steps, then follow ``schedule`` over the
+            remaining steps (``0``: no warm-up). Must be below the total number of steps.
         aux_weight: weight of each auxiliary loss.
         class_weights: optional float ``[K]`` weights of the classes in the cross-entropy (e.g.
             :func:`class_balance_weights`); the loss is the weighted mean over pixels.
@@ -347,12 +387,8 @@ def fit(
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
     total_steps = epochs * steps_per_epoch
-    if schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
-    elif schedule is None:
-        sched = None
-    else:
-        raise ValueError(f"schedule must be 'cosine' or None, got {schedule!r}")
+    factor = lr_factor(schedule, total_steps, warmup_steps=warmup_steps)
+    sched = None if factor is None else torch.optim.lr_scheduler.LambdaLR(opt, factor)
     scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler)
 
     history = History(task=task)

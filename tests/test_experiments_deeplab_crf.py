@@ -1,4 +1,6 @@
 """Tests for segbook.experiments.deeplab_crf: batch CRF refinement, scores, grid search."""
+import math
+
 import pytest
 import torch
 
@@ -61,3 +63,70 @@ def test_crf_cleans_noise_and_grid_search_picks_a_qualifying_setting():
 def test_seconds_per_image_is_positive():
     images, probs, _ = _scene(n=1, size=8)
     assert seconds_per_image(images, probs, backend="exact", iterations=1) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning the classifier through the CRF
+# ---------------------------------------------------------------------------------------------
+class _TinySegmenter(torch.nn.Module):
+    """features at half resolution -> 1x1 classifier -> bilinear resize to the input (DeepLab's tail)."""
+
+    def __init__(self, k=2):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, stride=2, padding=1), torch.nn.ReLU())
+        self.classifier = torch.nn.Conv2d(6, k, 1)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.classifier(self.body(x)), size=x.shape[-2:], mode="bilinear",
+                                               align_corners=False)
+
+
+def test_head_features_are_the_classifier_input():
+    from segbook.experiments.deeplab_crf import head_features
+    net = _TinySegmenter()
+    images, _, _ = _scene(n=3, size=12)
+    feats = head_features(net, net.classifier, images, batch_size=2)
+    assert feats.shape == (3, 6, 6, 6)
+    torch.testing.assert_close(feats, net.body(images).detach())
+    with pytest.raises(ValueError, match="submodule"):
+        head_features(net, torch.nn.Conv2d(6, 2, 1), images)
+
+
+def test_crf_finetune_head_trains_only_the_head_and_lowers_the_crf_loss():
+    from segbook.experiments.deeplab_crf import crf_finetune_head
+    net = _TinySegmenter()
+    images, _, target = _scene(n=4, size=16)
+    body_before = [p.clone() for p in net.body.parameters()]
+    head_before = [p.clone() for p in net.classifier.parameters()]
+    out = crf_finetune_head(net, net.classifier, images, target, steps=25, batch_size=2, lr=0.05, seed=0,
+                            iterations=3, bilateral_sxy=5, bilateral_srgb=20, bilateral_compat=3)
+    assert len(out["loss"]) == 25 and all(math.isfinite(v) for v in out["loss"])
+    assert sum(out["loss"][-5:]) < 0.8 * sum(out["loss"][:5])          # it learns through the CRF
+    assert all(torch.equal(a, b) for a, b in zip(body_before, net.body.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, net.classifier.parameters()))
+    assert out["crf_params"] == {"bilateral_sxy": 5, "bilateral_srgb": 20, "bilateral_compat": 3}
+
+
+def test_crf_finetune_head_gradient_reaches_the_potts_weights():
+    from segbook.experiments.deeplab_crf import crf_finetune_head
+    net = _TinySegmenter()
+    images, _, target = _scene(n=2, size=12)
+    out = crf_finetune_head(net, net.classifier, images, target, steps=3, batch_size=2, lr=0.1, iterations=2,
+                            learn_weights=True, bilateral_sxy=5, bilateral_compat=4.0)
+    weights = out["crf_params"]
+    assert weights["bilateral_compat"] > 0 and weights["gaussian_compat"] > 0
+    assert weights["bilateral_compat"] != pytest.approx(4.0, abs=1e-4)    # moved by the gradient
+    assert weights["gaussian_compat"] != pytest.approx(3.0, abs=1e-4)
+
+
+def test_crf_finetune_head_rejects_a_head_that_is_not_last():
+    from segbook.experiments.deeplab_crf import crf_finetune_head
+    net = _TinySegmenter()
+    images, _, target = _scene(n=2, size=12)
+    with pytest.raises(ValueError, match="last layer"):
+        crf_finetune_head(net, net.body[0], images, target, steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="masks"):
+        crf_finetune_head(net, net.classifier, images, target[:, :5], steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        crf_finetune_head(net, net.classifier, images, target, steps=1, batch_size=3)

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from segbook.data import make_loader
-from segbook.train import TASKS, History, class_balance_weights, evaluate, fit, predict
+from segbook.train import TASKS, History, class_balance_weights, evaluate, fit, lr_factor, predict
 
 QUIET = dict(progress=False, log=False)
 
@@ -421,7 +421,7 @@ def test_fit_bad_optimizer_and_schedule():
     x, y = cls_data(n=8)
     with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'sgd', got 'adam'"):
         fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, optimizer="adam", **QUIET)
-    with pytest.raises(ValueError, match="schedule must be 'cosine' or None"):
+    with pytest.raises(ValueError, match="schedule must be 'cosine', 'poly' or None"):
         fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, schedule="step", **QUIET)
 
 
@@ -659,3 +659,58 @@ def test_fit_bad_class_weights(weights):
     x, y = seg_data(n=8)
     with pytest.raises(ValueError, match="class_weights"):
         fit(seg_net(), batches(x, y, 8), task="segmentation", num_classes=2, epochs=1, class_weights=weights, **QUIET)
+
+# learning-rate schedules and warm-up
+# ---------------------------------------------------------------------------------------------
+def test_lr_factor_values():
+    assert lr_factor(None, 10) is None
+    cos = lr_factor("cosine", 10)
+    assert cos(0) == 1.0 and cos(5) == pytest.approx(0.5) and cos(10) == pytest.approx(0.0)
+    poly = lr_factor("poly", 10)
+    assert poly(0) == 1.0 and poly(5) == pytest.approx(0.5 ** 0.9) and poly(10) == 0.0
+    # warm-up: (s + 1) / W for s < W, then the schedule over the remaining S - W steps
+    warm = lr_factor("cosine", 14, warmup_steps=4)
+    assert [warm(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert warm(4) == 1.0 and warm(9) == pytest.approx(0.5) and warm(14) == pytest.approx(0.0)
+    flat = lr_factor(None, 6, warmup_steps=2)
+    assert [flat(s) for s in range(6)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    warm_poly = lr_factor("poly", 12, warmup_steps=2)
+    assert warm_poly(2) == 1.0 and warm_poly(7) == pytest.approx(0.5 ** 0.9)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(schedule="step"), "schedule must be"),
+    (dict(schedule="cosine", warmup_steps=-1), "warmup_steps must be a non-negative int"),
+    (dict(schedule="cosine", warmup_steps=2.5), "warmup_steps must be a non-negative int"),
+    (dict(schedule="cosine", warmup_steps=10), "leaves no steps"),
+])
+def test_lr_factor_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lr_factor(total_steps=10, **kwargs)
+
+
+def test_fit_warmup_and_poly_match_manual_sgd():
+    """fit's per-step rates are lr * lr_factor(step): replayed by hand with plain SGD (no momentum)."""
+    x, y = cls_data(n=24)
+    data = batches(x, y, 4)                      # 6 steps
+    torch.manual_seed(0)
+    net = cls_net()
+    ref = copy.deepcopy(net)
+    fit(net, data, task="classification", epochs=1, lr=0.5, optimizer="sgd", momentum=0.0, weight_decay=0.0,
+        schedule="poly", warmup_steps=2, seed=None, **QUIET)
+    factor = lr_factor("poly", 6, warmup_steps=2)
+    for step, (xb, yb) in enumerate(data):
+        ref.train()
+        loss = F.cross_entropy(ref(xb), yb)
+        grads = torch.autograd.grad(loss, list(ref.parameters()))
+        with torch.no_grad():
+            for p, g in zip(ref.parameters(), grads):
+                p -= 0.5 * factor(step) * g
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_rejects_warmup_longer_than_the_run():
+    x, y = cls_data(n=8)
+    with pytest.raises(ValueError, match="warmup_steps=2 leaves no steps"):
+        fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, warmup_steps=2, **QUIET)

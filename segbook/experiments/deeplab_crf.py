@@ -3,7 +3,20 @@
 The CRF itself is :func:`segbook.crf.dense_crf` (one image at a time, ``(H, W, 3)`` uint8 and
 ``(C, H, W)`` probabilities). These helpers apply it to a batch of network outputs, score the
 labels with the book's metrics (mIoU and boundary F1), search a small grid of CRF parameters on a
-held-out split, and time the backends.
+held-out split, time the backends, and fine-tune a network's classifier *through* the CRF.
+
+Training through the CRF (after CRF-as-RNN, Zheng et al. 2015)
+----------------------------------------------------------------
+Mean-field inference is a fixed number of differentiable updates
+``Q_{t+1} = softmax(-U - sum_m w_m kbar_m Q_t)`` with unaries ``U = -log softmax(z)`` from the
+network's logits ``z``, so the loss can be taken on the CRF's output ``Q_T`` instead of on
+``softmax(z)``: ``L = -mean_i log Q_T[y_i, i]``. Its gradient reaches ``z`` (and the Potts weights
+``w_m``) through every update. :func:`crf_finetune_head` trains only the network's last classifier
+layer this way: the layers below are frozen, so their features are computed once, and each step
+costs one classifier pass, the resize to the input and the mean field on the ``lattice`` backend
+(plain torch, linear in the pixels). Where this departs from CRF-as-RNN: there the whole network
+and the compatibility matrix are trained end to end; here the head alone (optionally with the two
+Potts weights), for a few dozen steps, which is what a CPU affords.
 """
 from __future__ import annotations
 
@@ -13,11 +26,15 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from ..crf import dense_crf
+from ..constants import IGNORE_INDEX
+from ..crf import dense_crf, mean_field
 from ..metrics import SegmentationMetrics
 
-__all__ = ["to_uint8_hwc", "crf_refine", "segmentation_scores", "crf_grid_search", "seconds_per_image"]
+__all__ = ["to_uint8_hwc", "crf_refine", "segmentation_scores", "crf_grid_search", "seconds_per_image",
+           "head_features", "crf_finetune_head"]
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
@@ -91,3 +108,99 @@ def seconds_per_image(images: torch.Tensor, probs: torch.Tensor, *, backend: str
         crf_refine(images, probs, backend=backend, **params)
         times.append((time.perf_counter() - start) / images.shape[0])
     return min(times)
+
+
+def head_features(model: nn.Module, head: nn.Module, images: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+    """The input of ``head`` when ``model`` (in eval mode) runs on ``images [N, 3, H, W]``: ``[N, C_h, h, w]``.
+
+    ``head`` must be a submodule of ``model`` that it calls once per forward pass (e.g. DeepLab v3+'s
+    ``model.decoder.classifier``). Computed under ``torch.inference_mode`` on the model's device; the
+    result is on the CPU.
+    """
+    if not any(m is head for m in model.modules()):
+        raise ValueError("head must be a submodule of model (e.g. model.decoder.classifier for DeepLab v3+)")
+    captured: list = []
+    hook = head.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().cpu()))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], batch_size):
+                before = len(captured)
+                model(images[start:start + batch_size].to(device))
+                if len(captured) != before + 1:
+                    raise ValueError(f"head ran {len(captured) - before} times in one forward pass; it must run exactly once")
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(captured)
+
+
+def crf_finetune_head(model: nn.Module, head: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, steps: int,
+                      batch_size: int = 4, lr: float = 1e-3, seed: int = 0, iterations: int = 5,
+                      learn_weights: bool = False, ignore_index: int = IGNORE_INDEX, **crf_params) -> dict:
+    """Fine-tune ``head`` (the model's last layer before the resize to the input) through a dense CRF, in place.
+
+    Args:
+        model: a segmentation model whose output is ``head``'s output resized bilinearly to the
+            input (``F.interpolate(..., size=x.shape[-2:])``), as DeepLab's is. Only ``head`` changes.
+        head: the classifier module, called once per forward pass (``model.decoder.classifier``).
+        images: ``[N, 3, H, W]`` float in ``[0, 1]``, the training scenes; masks: ``[N, H, W]`` int64.
+        steps, batch_size, lr, seed: Adam steps on random batches drawn with ``seed``.
+        iterations: mean-field updates during training (the CRF is unrolled and back-propagated).
+        learn_weights: also learn the two Potts weights ``gaussian_compat`` and
+            ``bilateral_compat`` (through their logarithms, so that they stay positive).
+        **crf_params: kernel widths and weights for :func:`segbook.crf.mean_field` (the values
+            chosen for post-processing).
+
+    Returns:
+        ``{"loss": [per-step loss], "crf_params": the CRF parameters after training (floats)}``.
+        The loss is the mean negative log of the CRF's marginal at the true label.
+
+    Raises:
+        ValueError: if ``head`` does not give ``model``'s output once resized (checked on the
+            first scenes), or for bad shapes.
+    """
+    if images.dim() != 4 or masks.shape != (images.shape[0], *images.shape[-2:]):
+        raise ValueError(f"images must be [N, 3, H, W] and masks [N, H, W], got {tuple(images.shape)} and {tuple(masks.shape)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if batch_size > images.shape[0]:
+        raise ValueError(f"batch_size {batch_size} exceeds the {images.shape[0]} training scenes")
+    features = head_features(model, head, images)
+    device = next(head.parameters()).device
+    with torch.inference_mode():   # the head must be the last layer: its resized output is the model's output
+        probe = images[:2].to(device)
+        expected = model.eval()(probe)
+        got = F.interpolate(head(features[:2].to(device)), size=probe.shape[-2:], mode="bilinear", align_corners=False)
+    if expected.shape != got.shape or not torch.allclose(expected, got, atol=1e-4, rtol=1e-4):
+        raise ValueError("resizing head's output to the input does not reproduce the model's output: head must be "
+                         "the model's last layer, followed only by the bilinear resize to the input")
+    params = dict(crf_params)
+    log_weights = {}
+    if learn_weights:
+        for name, default in (("gaussian_compat", 3.0), ("bilateral_compat", 10.0)):
+            log_weights[name] = torch.tensor(float(params.get(name, default))).log().requires_grad_(True)
+    pixels = torch.as_tensor(to_uint8_hwc(images))
+    trainable = list(head.parameters()) + list(log_weights.values())
+    opt = torch.optim.Adam(trainable, lr=lr)
+    generator = torch.Generator().manual_seed(int(seed))
+    losses = []
+    for _ in range(steps):
+        idx = torch.randperm(images.shape[0], generator=generator)[:batch_size]
+        logits = F.interpolate(head(features[idx].to(device)), size=images.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        unaries = -torch.log_softmax(logits.float(), 1)
+        weights = {k: v.exp() for k, v in log_weights.items()}
+        loss = 0.0
+        for unary, img, target in zip(unaries, pixels[idx], masks[idx].to(device)):
+            q = mean_field(unary, img, backend="lattice", iterations=iterations, **{**params, **weights})
+            loss = loss + F.nll_loss(q.clamp_min(1e-8).log()[None], target[None], ignore_index=ignore_index)
+        loss = loss / len(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    final = {**params, **{k: float(v.detach().exp()) for k, v in log_weights.items()}}
+    return {"loss": losses, "crf_params": final}
