@@ -15,7 +15,7 @@ from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, VGGBackbone, fcn8s, fcn16s, fcn32s, patch_classifier, vgg_backbone
 from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
                    unet, unet_paper)
-from .backbones import OUTPUT_STRIDES, ResNetBackbone, dilation_schedule, resnet_backbone
+from .backbones import OUTPUT_STRIDES, ResNetBackbone, ResNetClassifier, dilation_schedule, resnet_backbone, resnet_classifier
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "VGGBackbone", "fcn8s", "fcn16s", "fcn32s",
     "patch_classifier", "vgg_backbone",
     # backbones, deeplab
-    "OUTPUT_STRIDES", "ResNetBackbone", "dilation_schedule", "resnet_backbone",
+    "OUTPUT_STRIDES", "ResNetBackbone", "dilation_schedule", "resnet_backbone", "ResNetClassifier", "resnet_classifier",
     "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
     # unet
     "INPUT_POLICIES", "UPSAMPLINGS", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",
