@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                  "with the same refined label.", "", markdown_table(rows)]
     if "layouts" in sections:
         print("\n## layouts", flush=True)
-        rows = bench_layouts(args.quick, device, warmup, repeats)
+        rows = bench_layouts(args.quick, device, warmup, 3 * repeats)  # cheap steps, noisy: more rounds
         body += ["", "## Layouts and data path", "",
                  "One training step (forward, cross-entropy, backward, SGD); the DataLoader (no workers) gathers "
                  "items from the dataset, pre-stacked slices ready tensors; all configurations timed in turns.",

@@ -55,6 +55,11 @@ _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 _STEMS = ("imagenet", "small")
 
 
+def _inplace_relu() -> nn.Module:
+    # The stem's ReLU overwrites its batch norm's output, as torchvision's does (no extra full-resolution map).
+    return nn.ReLU(inplace=True)
+
+
 def dilation_schedule(output_stride: int) -> tuple[bool, bool, bool]:
     """``replace_stride_with_dilation`` for ``layer2..layer4`` that gives ``output_stride``.
 
@@ -119,14 +124,14 @@ class ResNetBackbone(nn.Module):
 
         if stem == "imagenet":
             self.stem = nn.Sequential(OrderedDict([
-                ("conv", ConvBNAct(in_channels, stem_width, 7, stride=2)),
+                ("conv", ConvBNAct(in_channels, stem_width, 7, stride=2, act=_inplace_relu)),
                 ("pool", nn.MaxPool2d(3, stride=2, padding=1)),
             ]))
             stem_stride, first_stride = 4, 1
         else:
             self.stem = nn.Sequential(OrderedDict([
-                ("conv1", ConvBNAct(in_channels, stem_width, 3, stride=2)),
-                ("conv2", ConvBNAct(stem_width, stem_width, 3)),
+                ("conv1", ConvBNAct(in_channels, stem_width, 3, stride=2, act=_inplace_relu)),
+                ("conv2", ConvBNAct(stem_width, stem_width, 3, act=_inplace_relu)),
             ]))
             stem_stride, first_stride = 2, 2
 
