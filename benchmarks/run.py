@@ -343,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="sections to run (default: models crf layouts, plus chapters with --chapters)")
     ap.add_argument("--output", type=pathlib.Path, default=HERE / "RESULTS.md")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, from OMP_NUM_THREADS)")
     args = ap.parse_args(argv)
+    if args.threads < 0:
+        ap.error("--threads must be >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sections = args.sections or ["models", "crf", "layouts"] + (["chapters"] if args.chapters else [])
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     warmup, repeats = (2, 5) if args.quick else (3, 10)
