@@ -137,7 +137,21 @@ def model_pairs(quick: bool):
     ]
 
 
-def bench_models(quick: bool, device: torch.device, warmup: int, repeats: int) -> list[dict]:
+def bench_models(quick: bool, device: torch.device, warmup: int, repeats: int, threads: list[int]) -> list[dict]:
+    """Rows of the models table, for each intra-op thread count in ``threads`` (CPU only; 0: leave as is)."""
+    rows = []
+    before = torch.get_num_threads()
+    for n in threads if device.type == "cpu" else [0]:
+        if n:
+            torch.set_num_threads(n)
+        try:
+            rows += _bench_models(quick, device, warmup, repeats)
+        finally:
+            torch.set_num_threads(before)
+    return rows
+
+
+def _bench_models(quick: bool, device: torch.device, warmup: int, repeats: int) -> list[dict]:
     rows = []
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     for name, make_ours, make_theirs, shape, classes, dense in model_pairs(quick):
@@ -176,9 +190,11 @@ def bench_models(quick: bool, device: torch.device, warmup: int, repeats: int) -
             t = time_interleaved(fns, warmup=warmup, repeats=repeats, sync=sync)
             rows.append({
                 "model": name, "work": mode, "input": "x".join(map(str, shape)),
+                "threads": torch.get_num_threads() if device.type == "cpu" else "-",
                 "segbook s": f"{t['segbook'].median:.3f}", "torchvision s": f"{t['torchvision'].median:.3f}",
                 "ratio": f"{ratio(t['segbook'], t['torchvision']):.3f}",
                 "paired ratio": f"{paired_ratio(t['segbook'], t['torchvision']):.3f}",
+                "spread segbook / torchvision": f"{t['segbook'].spread:.2f} / {t['torchvision'].spread:.2f}",
                 "params segbook / torchvision": f"{params[0]:,} / {params[1]:,}",
                 "max abs diff (same weights)": f"{diff:.1e}",
             })
@@ -344,16 +360,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=pathlib.Path, default=HERE / "RESULTS.md")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, from OMP_NUM_THREADS)")
+    ap.add_argument("--model-threads", type=int, nargs="+", default=None,
+                    help="thread counts for the models section on the CPU (default with --quick: 1 and the "
+                         "--threads count; one thread is far less disturbed by other processes on a busy machine)")
+    ap.add_argument("--repeats", type=int, default=0, help="timed rounds (default 9 with --quick, else 15; "
+                    "the layouts section takes 2x as many)")
     args = ap.parse_args(argv)
+    if args.repeats < 0:
+        ap.error("--repeats must be >= 0")
     if args.threads < 0:
         ap.error("--threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    model_threads = args.model_threads or sorted({1, torch.get_num_threads()} if args.quick else {torch.get_num_threads()})
+    if any(n < 1 for n in model_threads):
+        ap.error("--model-threads must be >= 1")
     sections = args.sections or ["models", "crf", "layouts"] + (["chapters"] if args.chapters else [])
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    warmup, repeats = (2, 5) if args.quick else (3, 10)
+    warmup, repeats = (2, 9) if args.quick else (3, 15)
+    if args.repeats:
+        repeats = args.repeats
     started, load_before = time.perf_counter(), load()
-    header = ["# Benchmark results", "", *machine_lines(),
+    header = ["# Benchmark results", "", "Written by `benchmarks/run.py`; what the numbers show, the changes they led to "
+              "and what limits each ratio: `benchmarks/NOTES.md`.", "", *machine_lines(),
               f"- command: `{' '.join(['python', 'benchmarks/run.py', *(argv if argv is not None else sys.argv[1:])])}`"
               f" on {device}; warm-up {warmup}, repeats {repeats} (medians)",
               f"- load average (1, 5, 15 min) before: {load_before}"]
@@ -361,11 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     body = []
     if "models" in sections:
         print("\n## models", flush=True)
-        rows = bench_models(args.quick, device, warmup, repeats)
+        rows = bench_models(args.quick, device, warmup, repeats, model_threads)
         body += ["", "## Models versus torchvision", "",
                  "One process, segbook and torchvision timed in turns; `ratio` = median(segbook) / median(torchvision), "
-                 "`paired ratio` = median over rounds of segbook / torchvision. Same parameters (counts below); "
-                 "torchvision's weights copied into segbook's model give the eval-mode difference in the last column.",
+                 "`paired ratio` = median over rounds of segbook / torchvision; `spread` = (max - min) / median of "
+                 "each model's samples (how noisy the rows are). Same parameters (counts below); torchvision's "
+                 "weights copied into segbook's model give the eval-mode difference in the last column.",
                  "", markdown_table(rows)]
     if "crf" in sections:
         print("\n## crf", flush=True)
@@ -376,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                  "with the same refined label.", "", markdown_table(rows)]
     if "layouts" in sections:
         print("\n## layouts", flush=True)
-        rows = bench_layouts(args.quick, device, warmup, 3 * repeats)  # cheap steps, noisy: more rounds
+        rows = bench_layouts(args.quick, device, warmup, 2 * repeats)  # cheap steps, noisy: more rounds
         body += ["", "## Layouts and data path", "",
                  "One training step (forward, cross-entropy, backward, SGD); the DataLoader (no workers) gathers "
                  "items from the dataset, pre-stacked slices ready tensors; all configurations timed in turns.",
