@@ -318,22 +318,25 @@ def _cycle_starts(n: int, batch: int):
 _PEAK_RSS = (
     "import resource, subprocess, sys, time\n"
     "t = time.perf_counter(); rc = subprocess.call(sys.argv[1:]); t = time.perf_counter() - t\n"
-    "print('BENCH', rc, t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print('BENCH', rc, t, r.ru_maxrss, r.ru_utime + r.ru_stime)\n"
 )
 
 
-def run_with_peak_rss(cmd: list[str], env: dict | None = None) -> tuple[int, float, float]:
-    """Run ``cmd`` under a small wrapper process; return (exit status, seconds, peak RSS in MiB).
+def run_with_peak_rss(cmd: list[str], env: dict | None = None) -> tuple[int, float, float, float]:
+    """Run ``cmd`` under a small wrapper process; return (exit status, wall seconds, peak RSS in MiB, CPU seconds).
 
     The peak is ``ru_maxrss`` of the wrapper's children: the resident size of the largest process
-    among the command and the descendants it waited for (for a notebook, the kernel).
+    among the command and the descendants it waited for (for a notebook, the kernel). CPU seconds
+    (user + system, summed over those processes) depend much less on other jobs than the wall time
+    does: with one thread they approximate the wall time on an idle machine.
     """
     out = subprocess.run([sys.executable, "-c", _PEAK_RSS, *cmd], capture_output=True, text=True, env=env)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"the wrapper printed no result: {out.stderr[-2000:]}")
-    _, rc, seconds, kib = line.split()
-    return int(rc), float(seconds), int(kib) / 1024
+    _, rc, seconds, kib, cpu = line.split()
+    return int(rc), float(seconds), int(kib) / 1024, float(cpu)
 
 
 def bench_chapters() -> list[dict]:
@@ -341,10 +344,10 @@ def bench_chapters() -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for path in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb")):
         before = os.getloadavg()[0]
-        rc, seconds, mib = run_with_peak_rss([sys.executable, str(ROOT / "tools" / "execute_chapters.py"),
+        rc, seconds, mib, cpu = run_with_peak_rss([sys.executable, str(ROOT / "tools" / "execute_chapters.py"),
                                               "--no-write", str(path)], env=env)
         rows.append({"chapter": path.name, "status": "ok" if rc == 0 else f"FAILED (exit {rc})",
-                     "run time s": f"{seconds:.0f}", "budget s": "180",
+                     "run time s": f"{seconds:.0f}", "CPU s": f"{cpu:.0f}", "budget s": "180",
                      "peak RSS MiB": f"{mib:.0f}", "load (1 min) before": f"{before:.1f}"})
         print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     return rows
