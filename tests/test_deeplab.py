@@ -166,3 +166,21 @@ def test_separable_builder_end_to_end():
     assert len(depthwise) == 3 + 2  # three ASPP atrous branches, two decoder convs
     with torch.inference_mode():
         assert model(torch.rand(2, 3, 48, 40)).shape == (2, 5, 48, 40)
+
+
+def test_configured_as_torchvisions_deeplabv3_resnet50():
+    # ResNet-50 at output stride 8, ASPP rates 12/24/36 with 256 channels, dropout 0.5, no auxiliary head:
+    # the same tensors in the same order as torchvision's model, and the same function.
+    from torchvision.models.segmentation import deeplabv3_resnet50
+
+    ours = deeplabv3(num_classes=21, depth=50, width=64, output_stride=8, stem="imagenet", aspp_channels=256,
+                     dropout=0.5)
+    theirs = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=False)
+    assert ours.aspp.rates == (12, 24, 36)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 39_638_869
+    src, dst = list(theirs.state_dict().values()), ours.state_dict()
+    assert [tuple(t.shape) for t in dst.values()] == [tuple(s.shape) for s in src]
+    ours.load_state_dict(dict(zip(dst.keys(), src)))
+    x = torch.rand(1, 3, 40, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours.eval()(x), theirs.eval()(x)["out"], rtol=1e-4, atol=1e-5)

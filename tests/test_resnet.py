@@ -238,3 +238,21 @@ def test_se_resnet20_has_one_se_module_per_block():
     assert len(se) == 9
     assert count_params(net) > count_params(resnet20(width=16))
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("block_cls, se", [(BasicBlock, None), (Bottleneck, None), (BasicBlock, 4)])
+def test_inplace_shortcut_add_matches_the_formula_and_its_gradients(block_cls, se):
+    # forward adds the shortcut in place; outputs and gradients must equal relu(F(x) + shortcut(x)) computed out of place
+    torch.manual_seed(0)
+    down = nn.Sequential(nn.Conv2d(8, 4 * block_cls.expansion, 1, stride=2, bias=False),
+                         nn.BatchNorm2d(4 * block_cls.expansion))
+    block = block_cls(8, 4, 2, down, se_reduction=se).train()
+    x1 = torch.randn(2, 8, 9, 9, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1 = block(x1)
+    grads1 = torch.autograd.grad(y1.square().sum(), [x1, *block.parameters()])
+    y2 = torch.relu(block.residual(x2) + block.downsample(x2))
+    grads2 = torch.autograd.grad(y2.square().sum(), [x2, *block.parameters()])
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    for g1, g2 in zip(grads1, grads2):
+        torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-7)

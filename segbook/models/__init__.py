@@ -15,8 +15,8 @@ from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, fcn8s, fcn16s, fcn32s, patch_classifier
 from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
                    unet, unet_paper)
-from .backbones import (OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, VGGBackbone, dilation_schedule,
-                        resnet_backbone, vgg_backbone)
+from .backbones import (OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, ResNetClassifier, VGGBackbone, dilation_schedule,
+                        resnet_backbone, resnet_classifier, vgg_backbone)
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "fcn8s", "fcn16s", "fcn32s", "patch_classifier",
     # backbones, deeplab
     "OUTPUT_STRIDES", "VGG_MIN_INPUT_SIZE", "ResNetBackbone", "VGGBackbone", "dilation_schedule",
-    "resnet_backbone", "vgg_backbone",
+    "resnet_backbone", "vgg_backbone", "ResNetClassifier", "resnet_classifier",
     "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
     # unet
     "INPUT_POLICIES", "UPSAMPLINGS", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",
