@@ -583,7 +583,7 @@ def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int]
     """
     from .checks import positive_int
     from .models.unet import UNet, unet
-    from .sizes import nearest_valid_unet_sizes, unet_trace
+    from .sizes import nearest_valid_unet_sizes, unet_output_size, unet_trace
 
     if model is None:
         model = unet(num_classes=6, depth=3, base_width=8)
@@ -595,12 +595,11 @@ def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int]
         input_size = (max(32, 2 ** depth) if padding == "same"
                       else nearest_valid_unet_sizes(572, depth, padding)[1])
     positive_int(input_size, "input_size")
+    try:
+        unet_output_size(input_size, depth, padding)  # raises naming the nearest sizes that work
+    except ValueError as err:
+        raise ValueError(f"input_size {input_size} does not go through this U-Net: {err}") from None
     trace = unet_trace(input_size, depth, padding)
-    if not trace.valid:
-        below, above = nearest_valid_unet_sizes(input_size, depth, padding)
-        options = " or ".join(str(n) for n in (below, above) if n is not None)
-        raise ValueError(f"input_size {input_size} does not go through this U-Net (depth {depth}, {padding} padding): "
-                         f"{trace.problems[0]}; sizes that work nearby: {options}")
     side = {step.name: step.size for step in trace.steps}
 
     def sides(n_in: int, n_out: int) -> str:

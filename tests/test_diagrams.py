@@ -218,9 +218,9 @@ def test_unet_diagram_paper_configuration():
 def test_unet_diagram_rejects_what_it_cannot_draw():
     with pytest.raises(ValueError, match="expects a segbook.models.unet.UNet"):
         unet_diagram(nn.Conv2d(3, 3, 1))
-    with pytest.raises(ValueError, match="input_size 30 .*depth 3, same padding.*24 or 32"):
+    with pytest.raises(ValueError, match="input_size 30 .*depth-3 U-Net with same padding.*24 or 32"):
         unet_diagram(input_size=30)
-    with pytest.raises(ValueError, match="input_size 570 .*valid padding.*556 or 572"):
+    with pytest.raises(ValueError, match="input_size 570 .*with valid padding.*556 or 572"):
         unet_diagram(unet_paper(), input_size=570)
     for bad in (0, 32.0, "32"):
         with pytest.raises(ValueError, match="input_size"):

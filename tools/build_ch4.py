@@ -300,7 +300,7 @@ Lines and rings cover few pixels ({glue:text}`line_share`% and {glue:text}`ring_
 training pixels, against {glue:text}`bg_share`% background), so an unweighted loss lets a net
 ignore them for a long time. U-Net's loss weights every pixel to balance the class frequencies
 (plus a term for the narrow gaps between touching cells, which our scenes do not have). We use the
-balancing part, median-frequency weights $w_c = \mathrm{median}_k f_k / f_c$, for both nets:
+balancing part, median-frequency weights {cite}`eigen2015predicting` $w_c = \mathrm{median}_k f_k / f_c$, for both nets:
 """),
     code(r'''
 BATCH = 32
@@ -373,7 +373,7 @@ preds = {name: predict(run["model"], val_images[show], device=rt.device) for nam
 fig = show_segmentation(val_images[show], val_masks[show], preds, class_names=CLASSES, n=4, panel_size=1.4)
 plt.show()
 ''', IGNORE, figure=({"caption": "Validation scenes: U-Net's outlines follow the shapes; FCN-8s, which scores at stride 8 "
-                                 "and interpolates, rounds corners and loses thin lines.",
+                                 "and interpolates, rounds corners and turns thin rings into blobs.",
                       "name": "fig-unet-fcn-masks"},
                      {"alt": "Grid of four 32 by 32 validation scenes in rows; columns: image, ground truth, U-Net "
                              "prediction, FCN-8s prediction, with a colour legend for the six classes."})),
