@@ -42,6 +42,19 @@ def small_segmenter(num_classes: int = 6, width: int = 32) -> nn.Module:
     return SmallSegmenter(num_classes, width)
 
 
+def training_step(model, opt, ex, scaler, x, y, *, channels_last: bool) -> None:
+    """One optimiser step as ``segbook.train.fit`` takes it: move, (channels_last), autocast, scaled backward."""
+    x, y = x.to(ex.device, non_blocking=True), y.to(ex.device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with ex.autocast():
+        loss = F.cross_entropy(model(x).float(), y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
 def time_steps(model, batches, device, channels_last: bool, amp: bool, warmup: int, repeats: int) -> float:
     model = model.to(device)
     if channels_last:
@@ -53,15 +66,7 @@ def time_steps(model, batches, device, channels_last: bool, amp: bool, warmup: i
     times = []
     for i, (x, y) in enumerate(batches(warmup + repeats)):
         start = time.perf_counter()
-        x, y = x.to(device), y.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with ex.autocast():
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        training_step(model, opt, ex, scaler, x, y, channels_last=channels_last)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

@@ -47,6 +47,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(ROOT))
 
+from bench_train_step import training_step  # noqa: E402
 from harness import markdown_table, paired_ratio, ratio, time_interleaved  # noqa: E402
 
 SECTIONS = ("models", "crf", "layouts", "chapters")
@@ -283,16 +284,7 @@ def bench_layouts(quick: bool, device: torch.device, warmup: int, repeats: int) 
                                    for i in _cycle_starts(len(all_x), batch))
 
                     def step(model=model, opt=opt, ex=ex, scaler=scaler, batches=batches, channels_last=channels_last):
-                        x, y = next(batches)
-                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        if channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        with ex.autocast():
-                            loss = F.cross_entropy(model(x).float(), y)
-                        opt.zero_grad(set_to_none=True)
-                        scaler.scale(loss).backward()
-                        scaler.step(opt)
-                        scaler.update()
+                        training_step(model, opt, ex, scaler, *next(batches), channels_last=channels_last)
 
                     label = ("AMP, " if amp else "") + ("channels_last" if channels_last else "contiguous") + f", {source}"
                     fns[label] = step

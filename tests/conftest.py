@@ -1,6 +1,8 @@
 """Fixtures shared by the unit tests."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 
@@ -14,3 +16,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to reach the network fails loudly (datasets must load from local files only).
+    Files opt in with ``pytestmark = pytest.mark.usefixtures("offline")``."""
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

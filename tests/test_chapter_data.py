@@ -6,7 +6,6 @@ are disabled, so any attempt to download fails the test.
 from __future__ import annotations
 
 import pickle
-import socket
 
 import pytest
 import torch
@@ -21,14 +20,7 @@ from segbook.data.chapter import ChapterSubset, DataInfo
 from segbook.runtime import Profile, Runtime, setup
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise RuntimeError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("offline")  # no test may reach the network
 
 
 def _rt(data="shapes", root="/nonexistent", seed=0, download=False):

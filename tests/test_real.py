@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -26,16 +25,7 @@ from segbook.data.real import CIFAR10_CLASSES, PET_CLASSES, VOC_CLASSES, cifar10
 from segbook.data.transforms import IGNORE_INDEX, ClassificationAugment, SegmentationAugment
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """Any attempt to reach the network fails loudly."""
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("offline")  # no test may reach the network
 
 
 @pytest.mark.parametrize("loader", [cifar10, oxford_pets, voc_segmentation])
