@@ -49,6 +49,9 @@ def test_shapes_classification_and_explicit_seed():
     assert info.classes == CLASSIFICATION_CLASSES and info.ignore_index is None
     images, labels = take(val, 4)
     assert images.shape == (4, 3, 16, 16) and labels.tolist() == [0, 1, 2, 3]
+    ref_images, ref_labels = ShapesClassification(20, size=16, seed=2).tensors()  # what chapter 1 built by hand
+    images, labels = take(train)
+    assert torch.equal(images, ref_images) and torch.equal(labels, ref_labels)
 
 
 def test_shapes_augment_only_the_training_set():

@@ -122,7 +122,8 @@ class DataInfo:
             return ""
         if not self.unchecked:
             return f"Trained on {_TITLES[self.name]}: the chapter's claims are calibrated on the procedural data and were not checked."
-        lines = [f"Trained on {_TITLES[self.name]}: these claims are calibrated on the procedural data and were not checked:"]
+        lines = [f"Trained on {_TITLES[self.name]}: these claims are calibrated on the procedural data and were not checked "
+                 "(each line: the message the check gives when it fails, then whether its condition held here):"]
         lines += [f"  - {m}" for m in self.unchecked]
         return "\n".join(lines)
 
