@@ -126,3 +126,12 @@ def test_run_with_peak_rss_reports_status_and_memory():
     code = "import sys; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096]); sys.exit(3)"
     rc, seconds, mib, cpu = run.run_with_peak_rss([sys.executable, "-c", code])
     assert rc == 3 and seconds >= 0 and cpu >= 0 and mib > 60
+
+
+def test_chapter_budgets_follow_the_issues():
+    # chapter 5 (DeepLab + CRF) has 4 minutes, every other chapter 3; every listed notebook exists
+    run = _load("run")
+    assert run.chapter_budget_s("05_deeplab_crf.ipynb") == 240
+    assert run.chapter_budget_s("01_backbones.ipynb") == run.chapter_budget_s("04_unet_sizes.ipynb") == 180
+    chapters = pathlib.Path(__file__).resolve().parents[1] / "chapters"
+    assert all((chapters / name).is_file() for name in run.CHAPTER_BUDGET_S)
