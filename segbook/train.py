@@ -595,6 +595,8 @@ def fit_many(
                     proc.join()
                     raise RuntimeError(f"training {name!r} in a child process died (exit code {proc.exitcode}); "
                                        "out of memory? Try fit_many(..., workers=1)") from None
+                finally:
+                    receive.close()
                 proc.join()
                 if message[0] == "error":
                     raise RuntimeError(f"training {name!r} failed in a child process: {message[1]}\n"
