@@ -44,9 +44,13 @@ import torch.nn.functional as F
 from .checks import positive_int
 from .metrics import SegmentationMetrics
 from .constants import IGNORE_INDEX
+from .layout import guard_cpu_layout
 
 __all__ = ["History", "Execution", "SCHEDULES", "lr_factor", "amp_dtype_for", "resolve_execution", "class_balance_weights",
-           "fit", "fit_many", "parallel_workers", "evaluate", "predict", "TASKS"]
+           "fit", "fit_many", "parallel_workers", "evaluate", "predict", "TASKS", "layout_guard_enabled",
+           "LAYOUT_GUARD_ENV"]
+
+LAYOUT_GUARD_ENV = "SEGBOOK_LAYOUT_GUARD"
 
 TASKS = ("classification", "segmentation")
 
@@ -118,6 +122,8 @@ class Execution:
     amp: bool
     amp_dtype: torch.dtype
     channels_last: bool
+    #: convolutions kept in NCHW on the CPU by the layout guard (:mod:`segbook.layout`)
+    layout_guard: tuple = ()
 
     @property
     def grad_scaler(self) -> bool:
@@ -140,17 +146,26 @@ class Execution:
         return x
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device (and channels_last); returns it."""
+        """Move ``model`` to the device (and channels_last, less the guarded convs); returns it."""
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu" and layout_guard_enabled():
+            guard_cpu_layout(model)  # after .to(): the guarded weights go back to NCHW
         return model
 
 
 def resolve_execution(model: Optional[nn.Module] = None, *, device: Optional[Union[str, torch.device]] = None,
                       amp: Optional[bool] = None, channels_last: Optional[bool] = None) -> Execution:
     """Decide where and how to run: the given device (default: the model's), AMP and channels_last
-    on for CUDA only unless set, and the autocast dtype from :func:`amp_dtype_for`."""
+    on for CUDA only unless set, and the autocast dtype from :func:`amp_dtype_for`.
+
+    On the CPU it also installs the layout guard on ``model`` (:func:`segbook.layout.guard_cpu_layout`):
+    1x1 stride-2 convolutions with fewer than 16 input channels always run in NCHW there, whatever
+    ``channels_last`` says and whatever layout the input arrives in, because oneDNN miscomputes
+    their weight gradients in NHWC (oneDNN #6035). ``fit``, ``evaluate`` and ``predict`` all come
+    through here, so they make the same decision. ``$SEGBOOK_LAYOUT_GUARD=0`` turns the guard off
+    (only for the tests that show the bug)."""
     if device is None:
         if model is None:
             raise ValueError("resolve_execution needs a model or a device")
@@ -159,7 +174,15 @@ def resolve_execution(model: Optional[nn.Module] = None, *, device: Optional[Uni
     device = torch.device(device)
     amp = (device.type == "cuda") if amp is None else bool(amp)
     channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
-    return Execution(device, amp, amp_dtype_for(device), channels_last)
+    guarded: tuple = ()
+    if model is not None and device.type == "cpu" and layout_guard_enabled():
+        guarded = tuple(guard_cpu_layout(model))
+    return Execution(device, amp, amp_dtype_for(device), channels_last, guarded)
+
+
+def layout_guard_enabled() -> bool:
+    """False only when ``$SEGBOOK_LAYOUT_GUARD=0`` (tests that reproduce oneDNN #6035)."""
+    return os.environ.get(LAYOUT_GUARD_ENV, "1").strip() != "0"
 
 
 SCHEDULES = ("cosine", "poly", None)
@@ -384,6 +407,11 @@ def fit(
     if seed is not None:
         torch.manual_seed(seed)
     ex.prepare(model)
+    if log and ex.channels_last and ex.layout_guard and not getattr(model, "_segbook_guard_logged", False):
+        model._segbook_guard_logged = True  # once per model, not once per fit_many child or stage
+        n = len(ex.layout_guard)
+        print(f"layout guard: {n} 1x1 stride-2 conv{'s' if n > 1 else ''} with < 16 input channels "
+              "run NCHW on the CPU, the rest channels_last (oneDNN #6035)", flush=True)
     has_bn = _has_batchnorm(model)
 
     params = [p for p in model.parameters() if p.requires_grad]

@@ -1,10 +1,26 @@
-"""Fixtures shared by the unit tests."""
+"""Fixtures shared by the unit tests, and their time limit."""
 from __future__ import annotations
 
 import socket
 
 import pytest
 import torch
+
+UNIT_TEST_TIMEOUT_S = 120  # generous for a unit test; notebook cells get pyproject's 900 s
+# Files whose tests run whole chapters, virtual environments or a browser in subprocesses (their
+# module fixtures' set-up counts against the first test's limit).
+SLOW_FILE_TIMEOUT_S = {"test_colab.py": 1800, "test_chapter_real_data.py": 1000, "test_book.py": 900,
+                       "test_layout.py": 600}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Unit tests without their own ``@pytest.mark.timeout`` get :data:`UNIT_TEST_TIMEOUT_S`
+    (or their file's :data:`SLOW_FILE_TIMEOUT_S`)."""
+    for item in items:
+        path = str(item.fspath)
+        if item.get_closest_marker("timeout") is None and path.endswith(".py"):
+            name = path.rsplit("/", 1)[-1]
+            item.add_marker(pytest.mark.timeout(SLOW_FILE_TIMEOUT_S.get(name, UNIT_TEST_TIMEOUT_S)))
 
 
 @pytest.fixture
