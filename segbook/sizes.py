@@ -49,7 +49,7 @@ UNET_PADDINGS = ("same", "valid")
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """Output side of ``nn.Conv2d`` (or floor-mode pooling) on a side of ``size`` pixels.
+    """Output side of ``nn.Conv2d`` on a side of ``size`` pixels (for pooling use :func:`pool_output_size`).
 
     ``floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1``.
 
@@ -66,23 +66,41 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
 
 def pool_output_size(size: int, kernel_size: int = 2, stride: Optional[int] = None, padding: int = 0,
                      dilation: int = 1, *, ceil_mode: bool = False) -> int:
-    """Output side of ``nn.MaxPool2d`` (``stride`` defaults to ``kernel_size``, as in torch).
+    """Output side of ``nn.MaxPool2d`` / ``F.max_pool2d`` (``stride`` defaults to ``kernel_size``, as in torch).
 
-    ``ceil_mode=False`` rounds down (a 7-pixel side pooled 2x2 gives 3: the last row is dropped);
-    ``ceil_mode=True`` rounds up (7 gives 4: the last window is partial), except that a window
-    starting in the right padding is dropped.
+    Shapes: a map ``[N, C, size, W]`` pooled with these settings has ``pool_output_size(size, ...)``
+    rows (the same formula gives the columns from ``W``). Equal to torch in every setting, errors
+    included (``tests/test_sizes.py`` compares it with ``nn.MaxPool2d`` exhaustively):
+
+    * ``ceil_mode=False`` rounds down: ``floor((size + 2 p - d (k - 1) - 1) / s) + 1`` (a 7-pixel
+      side pooled 2x2 gives 3: the last row is dropped);
+    * ``ceil_mode=True`` rounds up (7 gives 4: the last window is partial), except that the last
+      window must start inside the input or the left padding: if ``(out - 1) s >= size + p`` then
+      ``out - 1``. A kernel wider than the padded input still gives 1 when the rounded-up count is 1.
+
+    Raises:
+        ValueError: where torch raises: ``padding`` larger than ``kernel_size // 2`` (torch's
+            "pad should be at most half of ... kernel size"; dilation does not relax it), or an
+            output of fewer than 1 position (the error names the smallest side that works).
     """
     stride = kernel_size if stride is None else stride
-    if not ceil_mode:
-        return conv_output_size(size, kernel_size, stride, padding, dilation)
     positive_int(size, "size"); positive_int(kernel_size, "kernel_size"); positive_int(stride, "stride")
     positive_int(padding, "padding", minimum=0); positive_int(dilation, "dilation")
+    # torch checks both pad <= (d (k - 1) + 1) // 2 and pad <= k // 2; the second implies the first
+    if padding > kernel_size // 2:
+        raise ValueError(f"padding must be at most half the kernel size for max pooling (padding <= kernel_size // 2 "
+                         f"= {kernel_size // 2} for kernel_size={kernel_size}, torch's rule), got padding={padding}; "
+                         f"use padding <= {kernel_size // 2} or a larger kernel_size")
     span = dilation * (kernel_size - 1) + 1
-    if size + 2 * padding < span:
-        raise ValueError(f"a kernel spanning {span} pixels does not fit a side of {size} with padding {padding}")
-    out = -(-(size + 2 * padding - span) // stride) + 1
-    if (out - 1) * stride >= size + padding:  # the last window would start in the right padding
+    room = size + 2 * padding - span
+    out = (-(-room // stride) if ceil_mode else room // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:  # the last window would start in the right padding
         out -= 1
+    if out < 1:
+        smallest = span - 2 * padding - (stride - 1 if ceil_mode else 0)
+        raise ValueError(f"a pooling window spanning {span} pixels does not fit a side of {size} with padding "
+                         f"{padding} (stride {stride}, ceil_mode={ceil_mode}): torch would give {out} outputs; "
+                         f"use a side of at least {smallest}, or a smaller kernel_size or dilation")
     return out
 
 

@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from segbook.sizes import (conv_output_size, conv_transpose_output_size, is_valid_unet_size, nearest_valid_unet_sizes,
                            pool_output_size, unet_output_size, unet_trace, unet_valid_sizes)
@@ -37,6 +38,54 @@ def test_pool_output_size_matches_maxpool2d(k, s, p, ceil_mode):
     pool = nn.MaxPool2d((k, 1), stride=(s, 1), padding=(p, 0), ceil_mode=ceil_mode)
     for n in range(max(1, k - 2 * p), 60):
         assert pool_output_size(n, k, s, p, ceil_mode=ceil_mode) == _side(pool, n), (n, k, s, p, ceil_mode)
+
+
+# every setting of the issue-21 property check, plus stride=None (torch: stride = kernel_size)
+POOL_GRID = list(itertools.product(range(1, 10), range(1, 5), (None, 1, 2, 3), range(0, 3), (False, True), (1, 2)))
+
+
+def _torch_pool_side(n, k, s, p, d, ceil_mode):
+    """The output side of nn.MaxPool2d and of F.max_pool2d on an n x n map (both must agree), or None if they raise."""
+    x = torch.zeros(1, 1, n, n)
+    sides = []
+    for pool in (nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=ceil_mode),
+                 lambda t: F.max_pool2d(t, k, s, p, dilation=d, ceil_mode=ceil_mode)):
+        try:
+            y = pool(x)
+        except RuntimeError:
+            sides.append(None)
+        else:
+            assert y.shape[-1] == y.shape[-2]
+            sides.append(y.shape[-1])
+    assert sides[0] == sides[1], (n, k, s, p, d, ceil_mode, sides)
+    return sides[0]
+
+
+def test_pool_output_size_equals_torch_in_every_setting():
+    differ = []
+    for n, k, s, p, ceil_mode, d in POOL_GRID:
+        expected = _torch_pool_side(n, k, s, p, d, ceil_mode)
+        try:
+            got = pool_output_size(n, k, s, p, d, ceil_mode=ceil_mode)
+        except ValueError:
+            got = None
+        if got != expected:
+            differ.append(dict(size=n, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil_mode,
+                               torch=expected, got=got))
+    assert not differ, f"{len(differ)} of {len(POOL_GRID)} settings differ from nn.MaxPool2d, e.g. {differ[:3]}"
+
+
+def test_pool_output_size_errors_say_what_would_work():
+    with pytest.raises(ValueError, match=r"padding must be at most half the kernel size.*kernel_size // 2 = 1.*"
+                                         r"got padding=2; use padding <= 1 or a larger kernel_size"):
+        pool_output_size(9, 3, 1, 2)
+    with pytest.raises(ValueError, match=r"at most half.*got padding=2"):  # dilation does not relax torch's rule
+        pool_output_size(9, 3, 1, 2, 2)
+    with pytest.raises(ValueError, match=r"spanning 4 pixels does not fit a side of 2.*at least 4"):
+        pool_output_size(2, 4, 2)
+    with pytest.raises(ValueError, match=r"at least 3"):  # ceil mode keeps a partial window
+        pool_output_size(2, 4, 2, ceil_mode=True)
+    assert pool_output_size(3, 4, 2, ceil_mode=True) == 1  # a kernel wider than the input: torch gives 1
 
 
 def test_pool_floor_and_ceil_on_seven():

@@ -197,3 +197,10 @@ def test_set_input_policy_switches_without_touching_weights():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     with pytest.raises(ValueError, match="input_policy"):
         net.set_input_policy("crop")
+
+
+def test_predict_tiled_needs_a_batch_dimension():
+    net = small(depth=2)
+    with pytest.raises(ValueError, match=r"images must be a tensor \[N, C, H, W\], got shape \(3, 40, 40\).*x\.unsqueeze\(0\)"):
+        predict_tiled(net, torch.rand(3, 40, 40), tile=32, margin=4)
+    assert predict_tiled(net, torch.rand(3, 40, 40).unsqueeze(0), tile=32, margin=4).shape == (1, 6, 40, 40)

@@ -259,3 +259,48 @@ def test_operator_matrix_errors():
         operator_matrix(lambda t: t, (4, 4))
     with pytest.raises(ValueError, match="too large"):
         operator_matrix(lambda t: t, (3, 100, 100))
+
+
+def test_scatter_checks_the_bias_length_like_conv_transpose2d():
+    x, w = torch.randn(1, 2, 3, 3), torch.randn(2, 1, 3, 3)  # one output channel
+    with pytest.raises(RuntimeError):
+        F.conv_transpose2d(x, w, torch.randn(3))
+    with pytest.raises(ValueError, match=r"bias must be a 1-D tensor of C_out = 1 entries .*got shape \(3,\)"):
+        conv_transpose2d_scatter(x, w, torch.randn(3))
+    with pytest.raises(ValueError, match=r"bias .*got shape \(1, 1\)"):
+        conv_transpose2d_scatter(x, w, torch.randn(1, 1))
+    # with groups, C_out = groups * weight.shape[1]
+    xg, wg = torch.randn(1, 4, 3, 3), torch.randn(4, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"C_out = 6 entries .*got shape \(3,\)"):
+        conv_transpose2d_scatter(xg, wg, torch.randn(3), groups=2)
+    b = torch.randn(6)
+    torch.testing.assert_close(conv_transpose2d_scatter(xg, wg, b, groups=2), F.conv_transpose2d(xg, wg, b, groups=2))
+    # a float64 bias on float32 data: torch keeps the input's dtype, so does the scatter
+    b64 = torch.randn(1, dtype=torch.float64)
+    out = conv_transpose2d_scatter(x, w, b64)
+    assert out.dtype == F.conv_transpose2d(x, w, b64).dtype == torch.float32
+    torch.testing.assert_close(out, F.conv_transpose2d(x, w, b64))
+
+
+def test_scatter_says_when_input_and_weight_dtypes_differ():
+    x, w = torch.randn(1, 2, 3, 3), torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"x \(torch.float32\) and weight \(torch.float64\) dtypes differ.*cast one"):
+        conv_transpose2d_scatter(x, w)
+
+
+@pytest.mark.parametrize("kind", ["transposed3", "transposed4"])
+def test_make_upsampler_says_which_factors_a_transposed_kind_supports(kind):
+    with pytest.raises(ValueError, match=rf"{kind}.* factor >= 2, got factor=1.*'nearest' or 'bilinear'"):
+        make_upsampler(kind, 3, 3, factor=1)
+    for other in ("nearest", "bilinear"):  # what the message suggests works
+        assert make_upsampler(other, 3, 3, factor=1)(torch.randn(1, 3, 5, 4)).shape == (1, 3, 5, 4)
+
+
+@pytest.mark.parametrize("kind", UPSAMPLERS)
+def test_make_upsampler_needs_positive_channel_counts(kind):
+    with pytest.raises(ValueError, match=r"in_channels must be a positive int, got -2"):
+        make_upsampler(kind, -2, 2)
+    with pytest.raises(ValueError, match=r"out_channels must be a positive int, got 0"):
+        make_upsampler(kind, 2, 0)
+    with pytest.raises(ValueError, match=r"in_channels must be a positive int, got 2.0"):
+        ResizeConv2d(2.0, 2)

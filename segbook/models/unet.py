@@ -333,6 +333,10 @@ def predict_tiled(model: UNet, images: torch.Tensor, *, tile: int, margin: int) 
     """
     if not isinstance(model, UNet) or model.input_policy != "strict":
         raise ValueError("predict_tiled needs a UNet with input_policy='strict' (the tiling replaces the policy)")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        got = f"shape {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor [N, C, H, W], got {got}; "
+                         "for a single image [C, H, W] add a batch dimension with x.unsqueeze(0)")
     positive_int(margin, "margin (at least the net's context margin)", minimum=model.context_margin)
     step = tile - 2 * margin if isinstance(tile, int) and not isinstance(tile, bool) else 0
     if step < 1:

@@ -194,6 +194,10 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
        ``j s + b d``; ``index_add_`` sums all copies into a canvas of
        ``(H - 1) s + d (k - 1) + 1 + output_padding`` rows (and columns), overlaps added up.
     3. ``padding`` rows and columns are cropped from each side of the canvas; then the bias is added.
+
+    Raises ``ValueError`` where ``F.conv_transpose2d`` raises: wrong shapes, a bias that is not
+    ``[C_out]`` (``C_out = groups * weight.shape[1]``), ``x`` and ``weight`` of different dtypes.
+    A bias of another float dtype is cast to the output's, as torch does.
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise ValueError(f"x must be a tensor [N, C_in, H, W], got {getattr(x, 'shape', type(x))}")
@@ -204,6 +208,14 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
         raise ValueError(f"groups must divide C_in={x.shape[1]}, got {groups!r}")
     if weight.shape[0] != x.shape[1]:
         raise ValueError(f"weight has {weight.shape[0]} input channels but x has {x.shape[1]}: weight must be [C_in, C_out/groups, kH, kW]")
+    if x.dtype != weight.dtype:
+        raise ValueError(f"x ({x.dtype}) and weight ({weight.dtype}) dtypes differ; cast one to the other's, "
+                         f"e.g. weight.to(x.dtype)")
+    c_out = groups * weight.shape[1]
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.dim() != 1 or bias.shape[0] != c_out):
+        got = f"shape {tuple(bias.shape)}" if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"bias must be a 1-D tensor of C_out = {c_out} entries (groups * weight.shape[1]) or None, "
+                         f"got {got}")
     s, p, op, d = (int_pair(stride, "stride"), int_pair(padding, "padding", minimum=0),
                    int_pair(output_padding, "output_padding", minimum=0), int_pair(dilation, "dilation"))
     n, c_in, h, w = x.shape
@@ -225,7 +237,7 @@ def conv_transpose2d_scatter(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     # 3. crop the padding
     out = out[..., p[0]: p[0] + out_hw[0], p[1]: p[1] + out_hw[1]]
     if bias is not None:
-        out = out + bias.view(1, -1, 1, 1)
+        out = out + bias.to(out.dtype).view(1, -1, 1, 1)
     return out
 
 
@@ -276,7 +288,8 @@ class ResizeConv2d(nn.Module):
             raise ValueError(f"kernel_size must be a positive odd int (so 'same' padding keeps the size), got {kernel_size!r}")
         self.factor = positive_int(factor, "factor")
         self.mode = mode
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
@@ -305,10 +318,16 @@ def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: in
     the kernel size is not a multiple of the stride, overlaps are uneven.
     ``"transposed4"``: kernel ``2 f`` (4 for ``f = 2``), stride ``f``: even overlap.
     ``"nearest"`` / ``"bilinear"``: :class:`ResizeConv2d` with a 3x3 convolution.
-    Padding and output padding come from :func:`transposed_padding`.
+    Padding and output padding come from :func:`transposed_padding`. The transposed kinds need
+    ``factor >= 2`` (with stride 1 their even kernel cannot keep the size); the resize kinds take any
+    ``factor >= 1``. ``in_channels`` and ``out_channels`` must be positive ints.
     """
     f = positive_int(factor, "factor")
+    in_channels, out_channels = positive_int(in_channels, "in_channels"), positive_int(out_channels, "out_channels")
     if kind in ("transposed3", "transposed4"):
+        if f < 2:
+            raise ValueError(f"make_upsampler({kind!r}) supports factor >= 2, got factor={factor!r}; "
+                             f"for factor 1 use 'nearest' or 'bilinear' (a 3x3 convolution, no resizing)")
         k = f + 1 if kind == "transposed3" else 2 * f
         p, op = transposed_padding(k, f)
         return nn.ConvTranspose2d(in_channels, out_channels, k, stride=f, padding=p, output_padding=op, bias=bias)
