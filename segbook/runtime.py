@@ -11,10 +11,13 @@ and then sizes its experiments with ``rt.profile.choose(quick=..., full=...)``.
 Profiles
 --------
 ``quick``
-    The default without CUDA and in CI: small images, few samples, few epochs; a chapter finishes
-    in under three minutes on a 2-core CPU.
+    The default everywhere, CPU and GPU alike, and the profile every claim of the book was checked
+    in (seeds 0-2, several CPUs): small images, few samples, few epochs; a chapter finishes in
+    under three minutes on a 2-core CPU with one seed.
 ``full``
-    The default with CUDA: larger images and longer training (AMP and channels_last on).
+    Opt-in only (``SEGBOOK_PROFILE=full``): larger images and longer training for a GPU. It has
+    not been verified end to end, so its claims only report (:func:`segbook.notebook.claim`
+    never raises there).
 
 The environment variable ``SEGBOOK_PROFILE=quick|full`` overrides the choice.
 
@@ -32,6 +35,12 @@ A chapter derives every seed it uses from ``rt.seed`` (``rt.seed``, ``rt.seed + 
 from a literal. ``$SEGBOOK_SEED_OFFSET=N`` (set by ``tools/execute_chapters.py --seed N``) shifts
 ``rt.seed`` by ``N``, so the whole chapter re-runs on other data, initial weights and batch order;
 every trained claim must hold for offsets 0, 1 and 2.
+
+``rt.seeds`` are the seeds a chapter repeats its compared trainings over, to show their spread:
+``rt.seed + 1000 * i`` for ``i < n`` (far apart, so they never collide with the ``rt.seed + k``
+a chapter uses for other draws). ``n`` is 1 on a CPU (a chapter stays within its time budget),
+3 on a GPU, and ``$SEGBOOK_SEEDS=n`` (or ``setup(seeds=n)``) overrides it; the committed book is
+executed with 3 (``tools/execute_chapters.py``).
 """
 from __future__ import annotations
 
@@ -51,6 +60,9 @@ __all__ = [
     "PROFILES",
     "PROFILE_ENV",
     "SEED_OFFSET_ENV",
+    "SEEDS_ENV",
+    "SEED_STRIDE",
+    "get_n_seeds",
     "DATA_CHOICES",
     "DATA_ENV",
     "DATA_ROOT_ENV",
@@ -72,6 +84,8 @@ __all__ = [
 PROFILES = ("quick", "full")
 PROFILE_ENV = "SEGBOOK_PROFILE"
 SEED_OFFSET_ENV = "SEGBOOK_SEED_OFFSET"
+SEEDS_ENV = "SEGBOOK_SEEDS"
+SEED_STRIDE = 1000  # rt.seeds are rt.seed + SEED_STRIDE * i
 DATA_CHOICES = ("shapes", "cifar10", "pets", "voc")
 DATA_ENV = "SEGBOOK_DATA"
 DATA_ROOT_ENV = "SEGBOOK_DATA_ROOT"
@@ -193,16 +207,33 @@ def _named_choice(name: Optional[str], env_var: str, choices: tuple[str, ...], w
 def get_profile(name: Optional[str] = None, *, device: Optional[Union[str, torch.device]] = None) -> Profile:
     """Select the profile.
 
-    Order of precedence: the ``name`` argument, then ``$SEGBOOK_PROFILE``, then the device
-    (``full`` on CUDA, ``quick`` otherwise). Names are case-insensitive; an unknown name raises
-    ``ValueError`` listing the valid ones.
+    Order of precedence: the ``name`` argument, then ``$SEGBOOK_PROFILE``, then ``quick`` on
+    every device (``full`` is opt-in: it has not been verified end to end). Names are
+    case-insensitive; an unknown name raises ``ValueError`` listing the valid ones. ``device`` is
+    accepted for backward compatibility and no longer changes the choice.
     """
     key = _named_choice(name, PROFILE_ENV, PROFILES, "profile",
-                        f"Unset {PROFILE_ENV} to choose automatically (full on CUDA, quick otherwise).")
-    if key is None:
-        dev = torch.device(device) if device is not None else pick_device()
-        return Profile("full" if dev.type == "cuda" else "quick")
-    return Profile(key)
+                        f"Unset {PROFILE_ENV} for the verified default, quick.")
+    return Profile("quick" if key is None else key)
+
+
+def get_n_seeds(n: Optional[int] = None, *, device: Optional[Union[str, torch.device]] = None) -> int:
+    """How many seeds a chapter repeats its compared trainings over: the argument, then
+    ``$SEGBOOK_SEEDS``, then 3 on CUDA and 1 elsewhere (a CPU chapter stays within its budget)."""
+    if n is None:
+        raw = os.environ.get(SEEDS_ENV, "").strip()
+        if raw:
+            try:
+                n = int(raw)
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise ValueError(f"${SEEDS_ENV} must be a positive integer (how many seeds), got {raw!r}; "
+                                 "unset it for the default (1 on a CPU, 3 on a GPU)")
+        else:
+            dev = torch.device(device) if device is not None else pick_device()
+            n = 3 if dev.type == "cuda" else 1
+    return int(positive_int(n, "seeds"))
 
 
 def seed_offset() -> int:
@@ -282,10 +313,17 @@ class Runtime:
     data: str = "shapes"
     data_root: Path = Path(DEFAULT_DATA_ROOT).expanduser()
     download: bool = False
+    n_seeds: int = 1
 
     def __post_init__(self) -> None:
         if self.data not in DATA_CHOICES:
             raise ValueError(f"data must be one of {DATA_CHOICES}, got {self.data!r}")
+        positive_int(self.n_seeds, "n_seeds")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds compared trainings are repeated over: ``rt.seed + 1000 * i``, ``i < n_seeds``."""
+        return tuple(self.seed + SEED_STRIDE * i for i in range(self.n_seeds))
 
     @property
     def amp(self) -> bool:
@@ -294,7 +332,7 @@ class Runtime:
 
     def __str__(self) -> str:
         return (
-            f"segbook profile={self.profile.name} device={self.device} seed={self.seed} "
+            f"segbook profile={self.profile.name} device={self.device} seed={self.seed} seeds={self.n_seeds} "
             f"torch={torch.__version__} threads={torch.get_num_threads()} "
             f"colab={in_colab()} data={self._data_summary()}"
         )
@@ -307,7 +345,7 @@ class Runtime:
 
 def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str] = None,
           data: Optional[str] = None, data_root: Optional[Union[str, os.PathLike]] = None,
-          download: Optional[bool] = None) -> Runtime:
+          download: Optional[bool] = None, seeds: Optional[int] = None) -> Runtime:
     """Seed everything, pick the device, the profile and the data; the first call of every chapter.
 
     Args:
@@ -318,12 +356,21 @@ def setup(seed: int = 0, *, profile: Optional[str] = None, device: Optional[str]
             ``$SEGBOOK_DATA`` (see :func:`get_data`).
         data_root: folder of the real datasets; default ``$SEGBOOK_DATA_ROOT`` or ``~/.cache/segbook``.
         download: allow downloading real data; default ``$SEGBOOK_DOWNLOAD``, else on in Colab only.
+        seeds: how many seeds compared trainings repeat over (:attr:`Runtime.seeds`); default
+            ``$SEGBOOK_SEEDS``, else 3 on CUDA and 1 elsewhere.
+
+    It also tells :mod:`segbook.notebook` what this run is (seed, device, profile, data), so a
+    claim that fails can say what differs from the book's reference run.
     """
     seed = positive_int(seed, "seed", minimum=0)
     seed = int(seed) + seed_offset()
     seed_everything(seed)
     dev = pick_device(device)
     prof = get_profile(profile, device=dev)
-    return Runtime(seed=seed, device=dev, profile=prof, data=get_data(data), data_root=get_data_root(data_root),
-                   download=get_download(download))
+    rt = Runtime(seed=seed, device=dev, profile=prof, data=get_data(data), data_root=get_data_root(data_root),
+                 download=get_download(download), n_seeds=get_n_seeds(seeds, device=dev))
+    from .notebook import set_run_context  # late: notebook.py must import without torch's runtime
+
+    set_run_context(seed=rt.seed, device=rt.device.type, profile=rt.profile.name, data=rt.data)
+    return rt
 

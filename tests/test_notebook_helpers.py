@@ -73,3 +73,95 @@ def test_glue_all_single_format_and_errors(monkeypatch):
         glue_all({})
     with pytest.raises(ValueError, match="non-empty strings"):
         glue_all({"": 1})
+
+
+# -- strict and report modes of claim -------------------------------------------------------------
+
+import subprocess
+import sys
+
+from segbook import notebook
+
+
+@pytest.fixture
+def report_mode(monkeypatch):
+    monkeypatch.delenv(notebook.STRICT_ENV, raising=False)
+    notebook.reset_claims()
+    yield
+    notebook.reset_claims()
+
+
+def test_claim_is_strict_under_pytest():
+    # the project's conftest.py sets SEGBOOK_STRICT_CLAIMS=1 for every test and notebook kernel
+    assert notebook.strict_claims()
+
+
+def test_claim_reports_instead_of_raising(report_mode, capsys):
+    notebook.set_run_context(seed=7, device="cuda", profile="quick", data="shapes")
+    assert notebook.claim(True, "fine") is True
+    assert notebook.claim(False, "deeper plain net trains worse: 0.73 vs 0.76") is False
+    err = capsys.readouterr().err
+    assert "did not hold in this run: deeper plain net trains worse: 0.73 vs 0.76" in err
+    assert "seed 7" in err and "device cuda" in err
+    report = notebook.claims_report()
+    assert report.startswith("1 of 2 claims checked in this run did not hold:")
+    assert "  - deeper plain net trains worse" in report
+
+
+def test_claims_report_when_all_held(report_mode):
+    notebook.claim(True, "a")
+    notebook.claim(1, "b")
+    assert notebook.claims_report() == "All 2 claims checked in this run held."
+
+
+def test_full_profile_only_reports(monkeypatch):
+    monkeypatch.setenv(notebook.STRICT_ENV, "1")
+    notebook.set_run_context(profile="full")
+    try:
+        assert not notebook.strict_claims()
+        assert notebook.claim(False, "unverified profile") is False
+    finally:
+        notebook.set_run_context(profile="quick")
+        notebook.reset_claims()
+    assert notebook.strict_claims()
+
+
+def test_claim_outside_the_test_runner_exits_zero():
+    env = {k: v for k, v in __import__("os").environ.items() if k != notebook.STRICT_ENV}
+    out = subprocess.run([sys.executable, "-c", "from segbook.notebook import claim; claim(False, 'demo')"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "demo" in out.stderr
+    env[notebook.STRICT_ENV] = "1"
+    out = subprocess.run([sys.executable, "-c", "from segbook.notebook import claim; claim(False, 'demo')"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "claim failed: demo" in out.stderr
+
+
+def test_a_failing_claim_fails_the_notebook_under_nbval():
+    """The README's test command (`pytest --nbval`) runs notebooks strict: a claim that does not
+    hold is a failed cell, not a notice."""
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "_build" / "claim_check"   # inside the repository: its conftest.py applies
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        for name, cond in (("holds", "True"), ("fails", "False")):
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_code_cell(f"from segbook.notebook import claim\nclaim({cond}, 'demo claim')")]
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+        env = {k: v for k, v in os.environ.items() if k != notebook.STRICT_ENV}   # conftest.py must set it
+        runs = {name: subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-q", str(folder / f"{name}.ipynb")],
+                                     cwd=root, env=env, capture_output=True, text=True, timeout=300)
+                for name in ("holds", "fails")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert runs["holds"].returncode == 0, runs["holds"].stdout[-2000:]
+    assert runs["fails"].returncode != 0 and "claim failed: demo claim" in runs["fails"].stdout

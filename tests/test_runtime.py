@@ -14,6 +14,9 @@ import torch
 from segbook import runtime
 from segbook.runtime import (
     PROFILE_ENV,
+    SEED_STRIDE,
+    SEEDS_ENV,
+    get_n_seeds,
     PROFILES,
     Profile,
     Runtime,
@@ -209,14 +212,15 @@ def test_get_profile_default_quick_on_cpu(no_accelerator):
     assert get_profile(device=torch.device("cpu")).name == "quick"
 
 
-def test_get_profile_full_on_cuda_device():
-    assert get_profile(device="cuda") == Profile("full")
-    assert get_profile(device=torch.device("cuda", 0)) == Profile("full")
+def test_get_profile_quick_on_cuda_too():
+    # the verified default: full is opt-in only (not verified end to end)
+    assert get_profile(device="cuda") == Profile("quick")
+    assert get_profile(device=torch.device("cuda", 0)) == Profile("quick")
 
 
-def test_get_profile_default_follows_picked_device(monkeypatch):
+def test_get_profile_default_is_quick_with_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert get_profile() == Profile("full")
+    assert get_profile() == Profile("quick")
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -237,7 +241,7 @@ def test_get_profile_env_beats_device(monkeypatch):
 def test_get_profile_blank_env_means_automatic(monkeypatch, no_accelerator):
     monkeypatch.setenv(PROFILE_ENV, "   ")
     assert get_profile().name == "quick"
-    assert get_profile(device="cuda").name == "full"
+    assert get_profile(device="cuda").name == "quick"
 
 
 def test_get_profile_argument_beats_env(monkeypatch):
@@ -334,14 +338,14 @@ def test_runtime_amp_only_on_cuda():
 def test_runtime_str(monkeypatch):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     rt = Runtime(seed=0, device=torch.device("cpu"), profile=Profile("quick"))
-    expected = (f"segbook profile=quick device=cpu seed=0 torch={torch.__version__} "
+    expected = (f"segbook profile=quick device=cpu seed=0 seeds=1 torch={torch.__version__} "
                 f"threads={torch.get_num_threads()} colab=False data=shapes")
     assert str(rt) == expected
     assert "\n" not in str(rt)
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     rt2 = Runtime(seed=0, device=torch.device("cuda", 0), profile=Profile("full"))
     s = str(rt2)
-    assert s.startswith("segbook profile=full device=cuda:0 seed=0 torch=")
+    assert s.startswith("segbook profile=full device=cuda:0 seed=0 seeds=1 torch=")
     assert s.endswith("colab=True data=shapes")
 
 
@@ -434,3 +438,34 @@ def test_data_root_expands_user(monkeypatch):
 def test_data_choice_keeps_seed_semantics(no_accelerator, monkeypatch):
     monkeypatch.setenv(runtime.SEED_OFFSET_ENV, "2")
     assert setup(seed=1, data="voc").seed == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# seeds ($SEGBOOK_SEEDS): how many seeds compared trainings repeat over
+# ---------------------------------------------------------------------------------------------
+
+def test_n_seeds_default_one_on_cpu_three_on_cuda(monkeypatch):
+    monkeypatch.delenv(SEEDS_ENV, raising=False)
+    assert get_n_seeds(device="cpu") == 1
+    assert get_n_seeds(device="cuda") == 3
+
+
+def test_n_seeds_env_and_argument(monkeypatch):
+    monkeypatch.setenv(SEEDS_ENV, "3")
+    assert get_n_seeds(device="cpu") == 3
+    assert get_n_seeds(2, device="cpu") == 2
+    for bad in ("0", "-1", "three"):
+        monkeypatch.setenv(SEEDS_ENV, bad)
+        with pytest.raises(ValueError, match="SEGBOOK_SEEDS must be a positive integer"):
+            get_n_seeds(device="cpu")
+
+
+def test_runtime_seeds_follow_the_offset(monkeypatch):
+    monkeypatch.setenv(SEEDS_ENV, "3")
+    monkeypatch.setenv("SEGBOOK_SEED_OFFSET", "1")
+    rt = setup(seed=0, device="cpu")
+    assert rt.seed == 1 and rt.n_seeds == 3
+    assert rt.seeds == (1, 1 + SEED_STRIDE, 1 + 2 * SEED_STRIDE)
+    assert setup(seed=0, device="cpu", seeds=1).seeds == (1,)
+    with pytest.raises(ValueError, match="seeds"):
+        Runtime(0, torch.device("cpu"), Profile("quick"), n_seeds=0)

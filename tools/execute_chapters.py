@@ -5,6 +5,7 @@ Usage::
     python tools/execute_chapters.py                          # every chapters/*.ipynb, in place
     python tools/execute_chapters.py chapters/02_fcn.ipynb    # one chapter
     python tools/execute_chapters.py --seed 1 --no-write      # seed check: every seed shifted by 1
+    python tools/execute_chapters.py --seeds 1 chapters/01_backbones.ipynb --no-write   # quick one-seed run
 
 Each notebook runs top to bottom in a fresh kernel (working directory: the notebook's folder).
 The quick profile is forced (``SEGBOOK_PROFILE=quick``) unless ``--profile`` says otherwise, so a
@@ -12,6 +13,11 @@ refresh on a CUDA machine still commits quick-profile outputs. ``--seed N`` sets
 ``SEGBOOK_SEED_OFFSET=N``, which :func:`segbook.runtime.setup` adds to the chapter's seed; every
 seed a chapter uses derives from ``rt.seed``, so the whole chapter re-runs on other data, weights
 and batch order, and its claim cells check that its findings still hold.
+
+``--seeds N`` sets ``SEGBOOK_SEEDS=N``, how many seeds each chapter repeats its compared trainings
+over (``rt.seeds``): 3 by default when writing (the committed book shows the spread over three
+seeds), 1 by default with ``--no-write``. Claims are strict (``SEGBOOK_STRICT_CLAIMS=1``): a claim
+that does not hold fails the notebook.
 
 In place, the notebook is written back with execution counts 1..n. Exit status: 0 when every
 notebook ran without a failing cell (claims included), 1 otherwise; with several notebooks all are
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--seed", type=int, default=0, help="shift every seed the chapters use by N (SEGBOOK_SEED_OFFSET)")
     parser.add_argument("--no-write", action="store_true", help="do not write the notebooks back (seed checks)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per compared training (SEGBOOK_SEEDS; default 3 when writing, 1 with --no-write)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="the profile to run (default quick, whatever the device)")
     parser.add_argument("--show-glue", action="store_true", help="print every glued value after each notebook")
@@ -87,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     os.environ["SEGBOOK_PROFILE"] = args.profile
     os.environ["SEGBOOK_SEED_OFFSET"] = str(args.seed)
+    n_seeds = args.seeds if args.seeds is not None else (1 if args.no_write else 3)
+    if n_seeds < 1:
+        parser.error("--seeds must be >= 1")
+    os.environ["SEGBOOK_SEEDS"] = str(n_seeds)
+    os.environ["SEGBOOK_STRICT_CLAIMS"] = "1"
     failed = []
     for path in paths:
-        print(f"executing {path} (profile={args.profile}, seed offset={args.seed}"
+        print(f"executing {path} (profile={args.profile}, seed offset={args.seed}, seeds={n_seeds}"
               f"{', not written' if args.no_write else ''}) ...", flush=True)
         try:
             seconds, glued = execute(path.resolve(), timeout=args.timeout, write=not args.no_write)

@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..checks import positive_int
-from ..notebook import claim as _claim
+from ..notebook import claim as _claim, claims_record
 from . import real
 from .synthetic import CLASSIFICATION_CLASSES, SEGMENTATION_CLASSES, ShapesClassification, ShapesSegmentation
 from .transforms import IGNORE_INDEX, ClassificationAugment, SegmentationAugment, SegmentationEval
@@ -105,15 +105,17 @@ class DataInfo:
     def claim(self, condition: Any, message: str) -> bool:
         """Check a claim calibrated on the procedural data, or record it as not checked.
 
-        On ``shapes`` this is :func:`segbook.notebook.claim` (raises ``AssertionError`` when
-        ``condition`` is false). On real data nothing is raised: ``message`` is appended to
-        :attr:`unchecked` and the function returns whether the condition held, for the report.
+        On ``shapes`` this is :func:`segbook.notebook.claim` (strict: raises; report mode: a
+        notice). On real data nothing is checked: ``message`` is appended to :attr:`unchecked`
+        and to the chapter's :func:`~segbook.notebook.claims_report`, and the function returns
+        whether the condition held, for the report.
         """
         if self.claims_apply:
-            _claim(condition, message)
-            return True
+            return _claim(condition, message)
         held = bool(condition)
-        self.unchecked.append(f"{message} [{'held' if held else 'did not hold'} here]")
+        line = f"{message} [{'held' if held else 'did not hold'} here]"
+        self.unchecked.append(line)
+        claims_record().unchecked.append(line)
         return held
 
     def unchecked_report(self) -> str:
