@@ -1,4 +1,5 @@
-/* segbook: make the visible menu and contents buttons work (loaded through _config.yml).
+/* segbook: make the visible menu and contents buttons work, and give too-wide inline maths a
+ * scroll box (loaded through _config.yml).
  *
  * With pydata-sphinx-theme 0.17.1 and sphinx-book-theme 1.3.0 (pydata-sphinx-theme issue #2451)
  * a page has two ".primary-toggle" buttons (and two ".secondary-toggle"): one in pydata's own
@@ -31,9 +32,33 @@
     });
   }
 
+  /* MathJax 3 never breaks inline maths across lines. A formula wider than its line
+   * ("(H - 1) s - 2p + d (k - 1) + output_padding + 1" on a phone) is marked, and
+   * segbook.css gives it a scroll box of its own. Only those: a scroll box sits on the
+   * line's baseline differently, which would misalign every short formula. */
+  function markWideMath() {
+    document.querySelectorAll('mjx-container[jax="CHTML"]:not([display="true"])').forEach((m) => {
+      m.classList.remove("segbook-wide-math");
+      const line = m.closest("p, li, td, th, dd, dt, figcaption, div") || m.parentElement;
+      if (line && m.getBoundingClientRect().width > line.clientWidth + 1) m.classList.add("segbook-wide-math");
+    });
+  }
+
+  function watchMaths() {
+    const mj = window.MathJax;
+    if (!mj || !mj.startup || !mj.startup.promise) return;
+    mj.startup.promise.then(markWideMath);
+    let timer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(timer);
+      timer = setTimeout(markWideMath, 200);
+    });
+  }
+
   function init() {
     forwardToggles("primary-toggle");
     forwardToggles("secondary-toggle");
+    watchMaths(); // MathJax is a deferred script: it has run by DOMContentLoaded
   }
 
   if (document.readyState === "loading") {
