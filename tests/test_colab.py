@@ -15,7 +15,8 @@ What is simulated, and how:
   view, as Colab has neither.
 * **``google.colab``.** A fake package on the path; the kernel script imports it first, as Colab's
   kernel does, so ``"google.colab" in sys.modules`` holds.
-* **The notebook cell.** The chapter's first code cell, verbatim except the repository URL, which
+* **The notebook cell.** The first code cell of the notebook Colab opens (``colab/NAME.ipynb``,
+  the chapter converted by ``tools/make_colab.py``), verbatim except the repository URL, which
   points at this checkout (``git+file://<repo>@<HEAD commit>``, so what is tested is the committed
   tree, as Colab installs the pushed one), runs in an IPython shell (``%pip`` is IPython's magic).
 * **No network.** pip runs with ``PIP_NO_INDEX=1`` and a local wheelhouse holding the one build
@@ -61,12 +62,26 @@ def _only_when_asked(request):
 # ----------------------------------------------------------------------------------------------
 # Building the simulated Colab
 # ----------------------------------------------------------------------------------------------
+def _first_code_cells(path: Path) -> list[str]:
+    code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    return ["".join(c["source"]) for c in code[:2]]
+
+
 def _chapter_cells() -> dict[str, list[str]]:
-    """``{notebook name: [first code cell, second code cell]}`` for every chapter notebook."""
+    """``{notebook name: [first code cell, second code cell]}`` of every notebook Colab opens.
+
+    The rocket button opens ``colab/NAME.ipynb`` (made by ``tools/make_colab.py``), so those are
+    the cells run here; every chapter must have one, with the chapter's own first cells.
+    """
     out = {}
-    for path in sorted((REPO / "chapters").glob("[0-9]*.ipynb")):
-        code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-        out[path.name] = ["".join(c["source"]) for c in code[:2]]
+    for chapter in sorted((REPO / "chapters").glob("[0-9]*.ipynb")):
+        converted = REPO / "colab" / chapter.name
+        assert converted.exists(), f"colab/{chapter.name} is missing: run `python tools/make_colab.py`"
+        cells = _first_code_cells(converted)
+        assert cells == _first_code_cells(chapter), (
+            f"colab/{chapter.name} starts with other cells than chapters/{chapter.name}: "
+            "run `python tools/make_colab.py` and commit colab/")
+        out[chapter.name] = cells
     return out
 
 
