@@ -1,0 +1,158 @@
+"""Repeat a comparison over seeds and report its spread.
+
+A single training run is one draw: another seed (data, initial weights, batch order) or another
+CPU moves a trained number about as much as the differences a chapter compares. So a chapter
+trains each compared model once per seed in ``rt.seeds`` (:mod:`segbook.runtime`), shows every
+number as *mean [min, max] over n seeds*, and checks its claims on every seed::
+
+    runs = fit_over_seeds({"plain-8": lambda: cifar_resnet(8, shortcuts=False), ...},
+                          lambda seed: make_loader(train_set, 64, shuffle=True, seed=seed),
+                          rt.seeds, val_loader=val_loader, task="classification", ...)
+    runs["plain-8"][0].history, runs["plain-8"][0].model, runs["plain-8"][0].seed
+    spread([r.final_loss for r in runs["plain-8"]])      # SeedSpread(mean, min, max, n)
+
+With ``n`` seeds the reported range is the observed minimum and maximum (not a confidence
+interval): with three seeds it says how far apart the runs landed, which is what a margin in a
+claim has to cover.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .train import History, fit_many
+
+__all__ = ["SeedSpread", "SeededRun", "spread", "format_spread", "final_loss", "fit_over_seeds", "describe_runs"]
+
+
+@dataclass(frozen=True)
+class SeedSpread:
+    """Mean, minimum and maximum of one number over ``n`` seeds."""
+
+    mean: float
+    min: float
+    max: float
+    n: int
+
+    @property
+    def width(self) -> float:
+        """``max - min``: how far apart the seeds landed."""
+        return self.max - self.min
+
+    def format(self, fmt: str = ".3f") -> str:
+        """``"0.756 [0.741, 0.770]"``, or just ``"0.756"`` for one seed."""
+        if self.n == 1:
+            return format(self.mean, fmt)
+        return f"{self.mean:{fmt}} [{self.min:{fmt}}, {self.max:{fmt}}]"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def spread(values: Iterable[float]) -> SeedSpread:
+    """The :class:`SeedSpread` of ``values`` (one number per seed; at least one, all finite)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("spread needs at least one value (one per seed)")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"spread got a non-finite value: {vals}")
+    return SeedSpread(sum(vals) / len(vals), min(vals), max(vals), len(vals))
+
+
+def format_spread(values: Iterable[float], fmt: str = ".3f") -> str:
+    """``spread(values).format(fmt)``: the table cell for a number measured on several seeds."""
+    return spread(values).format(fmt)
+
+
+def final_loss(history: History, fraction: float = 0.2) -> float:
+    """Mean training loss over the last ``fraction`` of the optimisation steps (a steadier end
+    point than the last step's loss)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    steps = history.step_loss
+    if not steps:
+        raise ValueError("the history has no step losses: was the model trained?")
+    tail = steps[-max(1, int(len(steps) * fraction)):]
+    return sum(tail) / len(tail)
+
+
+@dataclass
+class SeededRun:
+    """One trained model of a comparison: its name, seed, trained model and :class:`History`."""
+
+    name: str
+    seed: int
+    model: nn.Module
+    history: History
+
+    @property
+    def final_loss(self) -> float:
+        return final_loss(self.history)
+
+    @property
+    def val(self) -> dict:
+        """The last validation metrics (``{}`` without a validation loader)."""
+        return self.history.final if self.history.val else {}
+
+
+def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]], make_train_loader: Callable[[int], Iterable],
+                   seeds: Sequence[int], *, val_loader=None,
+                   workers: Optional[int] = None, **fit_kwargs) -> dict[str, list[SeededRun]]:
+    """Train every model of ``builders`` once per seed, all models of a seed on the same batches.
+
+    For each seed ``s``: ``torch.manual_seed(s)`` before each builder (so two builders of the
+    same architecture start from the same weights), then :func:`segbook.train.fit_many` on
+    ``make_train_loader(s)`` with ``seed=s`` (on a multi-core CPU the models train in parallel
+    processes of one thread each, with the numbers of a one-thread run).
+
+    Args:
+        builders: ``{name: () -> nn.Module}``, in the order the table should show them.
+        make_train_loader: ``seed -> loader`` (a fresh one per call; each model of a seed gets one).
+        seeds: e.g. ``rt.seeds``.
+        val_loader: evaluated at the end of training (``fit``'s ``val_loader``): a loader, or a
+            callable ``seed -> loader`` when each seed has its own validation data.
+        workers: processes at once (default: one per usable core on a Linux CPU).
+        **fit_kwargs: passed to :func:`~segbook.train.fit` (``task``, ``epochs``, ``lr``, ...;
+            not ``seed``, ``desc`` or ``val_loader``).
+
+    Returns:
+        ``{name: [SeededRun per seed, in the order of seeds]}``.
+    """
+    if not isinstance(builders, Mapping) or not builders:
+        raise TypeError("builders must be a non-empty mapping {name: () -> nn.Module}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: pass rt.seeds (at least one seed)")
+    for bad in ("seed", "desc"):
+        if bad in fit_kwargs:
+            raise TypeError(f"fit_over_seeds sets {bad}= itself (one run per seed, named by its builder)")
+    runs: dict[str, list[SeededRun]] = {name: [] for name in builders}
+    for s in seeds:
+        models = {}
+        for name, build in builders.items():
+            torch.manual_seed(s)
+            models[name] = build()
+        val = val_loader(s) if callable(val_loader) else val_loader
+        histories = fit_many(models, lambda s=s: make_train_loader(s), workers=workers, val_loader=val,
+                             seed=s, **fit_kwargs)
+        for name in builders:
+            runs[name].append(SeededRun(name, s, models[name], histories[name]))
+    return runs
+
+
+def describe_runs(runs: Mapping[str, Sequence[SeededRun]], metric: str = "accuracy") -> str:
+    """One line per model: final training loss and validation ``metric`` as mean [min, max] over
+    its seeds, and the training time of one run (for the chapter's training log)."""
+    lines = []
+    width = max(len(n) for n in runs)
+    for name, rs in runs.items():
+        loss = spread(r.final_loss for r in rs)
+        val = f"  val {metric} {spread(r.val[metric] for r in rs)}" if rs[0].val else ""
+        sec = sum(r.history.total_seconds for r in rs) / len(rs)
+        lines.append(f"{name:>{width}}: final training loss {loss}{val}  ({len(rs)} seed{'s' if len(rs) > 1 else ''}, "
+                     f"{sec:.1f} s a run)")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""segbook.seeds: spreads over seeds and one training per model and seed."""
+import pytest
+import torch
+import torch.nn as nn
+
+from segbook.seeds import SeedSpread, final_loss, fit_over_seeds, format_spread, spread
+from segbook.train import History, fit
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_spread_and_its_format():
+    s = spread([0.75, 0.70, 0.80])
+    assert s == SeedSpread(0.75, 0.70, 0.80, 3)
+    assert s.width == pytest.approx(0.10)
+    assert s.format() == "0.750 [0.700, 0.800]" and str(s) == s.format()
+    assert spread([0.5]).format(".2f") == "0.50"             # one seed: no range to show
+    assert format_spread([1, 2, 3], ".1f") == "2.0 [1.0, 3.0]"
+    with pytest.raises(ValueError, match="at least one"):
+        spread([])
+    with pytest.raises(ValueError, match="non-finite"):
+        spread([0.1, float("nan")])
+
+
+def test_final_loss_is_the_mean_of_the_last_fifth():
+    h = History(task="classification", step_loss=[10.0] * 8 + [1.0, 3.0])
+    assert final_loss(h) == 2.0
+    assert final_loss(h, fraction=1.0) == pytest.approx(8.4)
+    with pytest.raises(ValueError, match="fraction"):
+        final_loss(h, fraction=0)
+    with pytest.raises(ValueError, match="no step losses"):
+        final_loss(History(task="classification"))
+
+
+def _data(seed):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
+
+
+def _net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+
+def test_fit_over_seeds_equals_one_fit_per_seed():
+    val = _data(99)
+    kw = dict(task="classification", num_classes=3, epochs=1, lr=1e-2, device="cpu", progress=False, log=False)
+    runs = fit_over_seeds({"a": _net, "b": _net}, _data, [3, 1003], val_loader=val, workers=2, **kw)
+    assert list(runs) == ["a", "b"] and [r.seed for r in runs["a"]] == [3, 1003]
+    for r in runs["a"]:
+        torch.manual_seed(r.seed)
+        ref = _net()
+        h = fit(ref, _data(r.seed), val, seed=r.seed, **kw)
+        assert h.step_loss == r.history.step_loss                     # same numbers as a plain fit
+        assert r.final_loss == final_loss(h) and r.val["accuracy"] == h.final["accuracy"]
+        assert all(torch.equal(p, q) for p, q in zip(ref.state_dict().values(), r.model.state_dict().values()))
+    # two builders of one architecture start from the same weights, so with the same batches they agree
+    assert runs["a"][0].history.step_loss == runs["b"][0].history.step_loss
+    assert runs["a"][0].history.step_loss != runs["a"][1].history.step_loss
+
+
+def test_fit_over_seeds_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="builders"):
+        fit_over_seeds({}, _data, [0], task="classification", epochs=1)
+    with pytest.raises(ValueError, match="seeds is empty"):
+        fit_over_seeds({"a": _net}, _data, [], task="classification", epochs=1)
+    with pytest.raises(TypeError, match="sets seed"):
+        fit_over_seeds({"a": _net}, _data, [0], task="classification", epochs=1, seed=3)
