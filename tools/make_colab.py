@@ -19,9 +19,9 @@ cross-references as code. The converted notebook has, instead:
 * **figure captions** (kept by myst-nb in the cell metadata, which Colab never shows) as a
   Markdown cell under the figure's code cell, numbered as in the book and linked to it.
 
-**Outputs are stripped**: a Colab reader runs the chapter (the `full` profile on a GPU gives other
-numbers and figures than the committed quick-profile CPU run, so stored outputs would disagree
-with what the reader's own run prints), the book shows the reference outputs (each caption links
+**Outputs are stripped**: a Colab reader runs the chapter (another seed count, another machine's
+arithmetic or a GPU give other numbers and figures than the committed CPU run, so stored outputs
+would disagree with what the reader's own run prints), the book shows the reference outputs (each caption links
 to its figure there), and the converted notebooks stay small (about 10 % of the chapter), so a
 re-executed chapter does not add its images to the repository twice. Code cells are copied
 verbatim, in order, so the notebook runs exactly as the chapter; the first (install) cell is
@@ -486,8 +486,8 @@ def _notice(book: Book, doc: str) -> str:
     number = book.numbers.get(doc)
     which = f"chapter {number}" if number else "a page"
     return (f"> *The Colab edition of {which} of [the segbook book]({book.url(doc)}). The numbers in the text "
-            "are those of the book's reference run (quick profile, CPU): your run will differ slightly, and more "
-            "with a GPU, which picks the `full` profile. Outputs are not stored here: run the cells "
+            "are those of the book's reference run (quick profile, CPU, seeds 0-2): your run will differ slightly "
+            "(a CPU runtime trains one seed, a GPU three). Outputs are not stored here: run the cells "
             "(Runtime, Run all) or see them in the book.*")
 
 
