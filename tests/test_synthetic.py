@@ -565,3 +565,26 @@ def test_render_shape_images_errors():
         render_shape_images(0, [0], 4)
     images, labels = render_shape_images(0, [], 16)
     assert images.shape == (0, 3, 16, 16) and labels.shape == (0,)
+
+
+def test_stroke_width_scales_with_the_scene_size():
+    from segbook.data import stroke_width
+
+    assert [stroke_width(s) for s in (64, 80, 128)] == [4.0, 5.0, 8.0]
+    with pytest.raises(ValueError):
+        stroke_width(0)
+    # the rendered line class is about that wide: its area over its length (the longest extent)
+    for size in (64, 128):
+        ds = ShapesSegmentation(48, size=size, seed=0)
+        k = SEGMENTATION_CLASSES.index("line")
+        widths = []
+        for i in range(len(ds)):
+            m = ds[i][1] == k
+            if m.sum() < 2 * size:   # skip scenes without a sizeable, unoccluded line
+                continue
+            ys, xs = m.nonzero(as_tuple=True)
+            length = float(((ys.max() - ys.min()) ** 2 + (xs.max() - xs.min()) ** 2) ** 0.5) + 1
+            widths.append(float(m.sum()) / length)
+        assert widths, "no line in 48 scenes"
+        median = sorted(widths)[len(widths) // 2]
+        assert 0.7 * stroke_width(size) < median < 1.3 * stroke_width(size), (size, median)

@@ -29,6 +29,7 @@ from .synthetic import (
     render_scenes,
     render_shape_image,
     render_shape_images,
+    stroke_width,
 )
 from .transforms import (
     IGNORE_INDEX,
@@ -54,6 +55,7 @@ __all__ = [
     "render_scenes",
     "render_shape_image",
     "render_shape_images",
+    "stroke_width",
     "center_crops",
     "window_centre_labels",
     "tile_scenes",

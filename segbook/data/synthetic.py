@@ -45,6 +45,7 @@ __all__ = [
     "CLASSIFICATION_CLASSES",
     "ShapesSegmentation",
     "ShapesClassification",
+    "stroke_width",
     "SCENE_STYLES",
     "render_scene",
     "render_scenes",
@@ -177,6 +178,12 @@ _SALIENT_NOISE = 0.04  # std of the per-pixel noise (uniform, RGB in [0, 1])
 _THIN = 2.0            # half-width of thin strokes at 64x64 in pixels (4-5 px wide; scaled with the size)
 
 
+def stroke_width(size: int) -> float:
+    """Width in pixels of the thin strokes (ring, line) of salient ``ShapesSegmentation`` scenes of
+    side ``size``: 4 at 64x64, 5 at 80x80, 8 at 128x128 (the rendering scales it with the size)."""
+    return 2 * _THIN * positive_int(size, "size") / 64.0
+
+
 def _salient_params(seed: int, index: int, size: int, max_objects: int) -> tuple[np.ndarray, ...]:
     """Every random number of salient scene ``index``, in a fixed layout, and its pixel noise.
 
@@ -266,7 +273,7 @@ def _render_salient(seed: int, indices: np.ndarray, size: int, max_objects: int)
     mask = np.zeros((b, size, size), np.uint8)
     yy = coords.astype(np.float32)[:, None]
     xx = coords.astype(np.float32)[None, :]
-    thin = np.float32(_THIN * size / 64.0)
+    thin = np.float32(_THIN * size / 64.0)   # stroke_width(size) / 2
     for slot in range(max_objects):
         o = objects[:, slot].astype(np.float32)
         inside = np.zeros((b, size, size), bool)
