@@ -44,7 +44,9 @@ class SeedSpread:
         return self.max - self.min
 
     def format(self, fmt: str = ".3f") -> str:
-        """``"0.756 [0.741, 0.770]"``, or just ``"0.756"`` for one seed."""
+        """``"0.756 [0.741, 0.770]"``, ``"0.756"`` for one seed, an em dash for none."""
+        if self.n == 0:
+            return "\u2014"
         if self.n == 1:
             return format(self.mean, fmt)
         return f"{self.mean:{fmt}} [{self.min:{fmt}}, {self.max:{fmt}}]"
@@ -54,12 +56,20 @@ class SeedSpread:
 
 
 def spread(values: Iterable[float]) -> SeedSpread:
-    """The :class:`SeedSpread` of ``values`` (one number per seed; at least one, all finite)."""
+    """The :class:`SeedSpread` of ``values`` (one number per seed; at least one).
+
+    NaN means "not defined on that seed" (the IoU of a class absent from that seed's validation
+    scenes, as on small real splits): such seeds are left out and ``n`` counts the others. If
+    every value is NaN the spread has ``n = 0`` and formats as an em dash. An infinity raises.
+    """
     vals = [float(v) for v in values]
     if not vals:
         raise ValueError("spread needs at least one value (one per seed)")
-    if not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"spread got a non-finite value: {vals}")
+    if any(math.isinf(v) for v in vals):
+        raise ValueError(f"spread got an infinite value: {vals}")
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return SeedSpread(math.nan, math.nan, math.nan, 0)
     return SeedSpread(sum(vals) / len(vals), min(vals), max(vals), len(vals))
 
 

@@ -136,8 +136,8 @@ def test_fcn_chapter_notebook_on_fake_data(tmp_path, data):
     assert f"data={data}(root={root}, download=False)" in setup_text  # the setup line names the data
     data_text = next(t for s, t in texts.items() if "chapter_datasets(rt" in s)
     assert data_line in data_text and f"classes: {class_names}" in data_text
-    report = next(t for s, t in texts.items() if "print(info.unchecked_report())" in s)
-    assert "these claims are calibrated on the procedural data and were not checked" in report
+    report = next(t for s, t in texts.items() if "print(claims_report())" in s)
+    assert "claims are calibrated on the procedural data and were not checked" in report
     for message in ("FCN-8s mIoU", "FCN-32s is not coarse-but-correct", "boundary F1 not ordered"):
         assert message in report, f"claim {message!r} missing from the report:\n{report}"
     # the claims about the shape classes do not apply to real data: skipped, not reported as failures

@@ -18,8 +18,11 @@ def test_spread_and_its_format():
     assert format_spread([1, 2, 3], ".1f") == "2.0 [1.0, 3.0]"
     with pytest.raises(ValueError, match="at least one"):
         spread([])
-    with pytest.raises(ValueError, match="non-finite"):
-        spread([0.1, float("nan")])
+    with pytest.raises(ValueError, match="infinite"):
+        spread([0.1, float("inf")])
+    # NaN: undefined on that seed (an absent class's IoU), left out; all NaN formats as a dash
+    assert spread([0.2, float("nan"), 0.4]) == SeedSpread(pytest.approx(0.3), 0.2, 0.4, 2)
+    assert spread([float("nan")]).n == 0 and spread([float("nan")] * 2).format() == "\u2014"
 
 
 def test_final_loss_is_the_mean_of_the_last_fifth():
