@@ -106,6 +106,16 @@ def test_shift_agreement_is_exact_for_multiples_of_the_stride_only():
     assert net.training  # the mode is restored
 
 
+def test_shift_agreement_region_in_a_surround_needs_no_padding():
+    torch.manual_seed(0)   # (some seeds give an untrained net that labels everything one class)
+    net, canvas = _Stride4Net(), torch.rand(2, 3, 40, 40)
+    # the centre 16x16 is 12 px from every edge, beyond the 10-px receptive field: shifts by 4 are exact
+    rows = shift_agreement(net, canvas, [0, 4, 2], region=(12, 12, 16, 16), stride=4)
+    assert [r["agreement"] for r in rows][:2] == [1.0, 1.0] and rows[2]["agreement"] < 0.9
+    with pytest.raises(ValueError, match="region"):
+        shift_agreement(net, canvas, [0], region=(30, 30, 16, 16))
+
+
 def test_shift_agreement_rejects_bad_arguments():
     net, images = _Stride4Net(), torch.rand(1, 3, 16, 16)
     with pytest.raises(ValueError, match="pad"):

@@ -90,27 +90,32 @@ def ceiling_labels(masks: torch.Tensor, stride: int, num_classes: int, *, ignore
 
 
 
+
 @torch.inference_mode()
-def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int, masks: torch.Tensor | None = None,
+def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int = 0,
+                    region: tuple[int, int, int, int] | None = None, masks: torch.Tensor | None = None,
                     num_classes: int | None = None, stride: int | None = None, fill: float = 0.0,
                     batch_size: int = 16) -> list[dict]:
     """A net's labels of the same images shifted by each offset, against the unshifted labels.
 
-    Each image is placed on a ``fill``-valued canvas with ``pad + o`` pixels above and to the left and
-    ``pad`` below and to the right, labelled, and the labels of the image's own pixels are compared
-    with those at offset 0. The content and its surroundings are the same for every ``o``; only the
-    position against the net's pooling grid changes. Convolutions and poolings commute with shifts by
-    multiples of the net's total stride ``s`` (the grid starts at the canvas's top-left corner), so
-    when ``pad`` exceeds the reach of the receptive field, ``o = k s`` gives the offset-0 labels
-    exactly and any other ``o`` moves the image to another *phase* of the grid.
+    Each image is padded with ``fill`` by ``pad + o`` pixels above and to the left and ``pad`` below
+    and to the right, labelled, and the labels of ``region`` (in the image's own coordinates) are
+    compared with those at offset 0. The content and its surroundings are the same for every ``o``;
+    only the position against the net's pooling grid changes (the grid starts at the padded
+    canvas's top-left corner). Convolutions and poolings commute with shifts by multiples of the
+    net's total stride ``s``: when the canvas border is beyond the receptive field's reach from
+    ``region``, ``o = k s`` gives the offset-0 labels exactly and any other ``o`` moves the image
+    to another *phase* of the grid. Give the images a natural surround (e.g. a mosaic of scenes with
+    ``region`` its centre scene) to measure phase in a context the net knows.
 
-    Shapes: ``images [N, 3, H, W]`` float, ``masks [N, H, W]`` int64 (optional). ``model`` maps
+    Shapes: ``images [N, 3, H, W]`` float, ``masks [N, H, W]`` int64 (optional), ``region``
+    ``(top, left, height, width)`` inside ``H x W`` (default: the whole image). ``model`` maps
     ``[n, 3, h, w] -> [n, K, h, w]`` logits.
 
     Returns:
         One dict per offset: ``offset``, ``phase`` (``o mod stride``, when ``stride`` is given),
-        ``agreement`` (share of the images' pixels labelled as at offset 0) and, with ``masks`` and
-        ``num_classes``, ``miou`` of those labels against the ground truth.
+        ``agreement`` (share of ``region``'s pixels labelled as at offset 0) and, with ``masks``
+        and ``num_classes``, ``miou`` of ``region``'s labels against the ground truth.
     """
     from ..metrics import SegmentationMetrics
 
@@ -121,12 +126,15 @@ def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int
     offsets = [int(o) for o in offsets]
     if any(o < 0 for o in offsets):
         raise ValueError(f"offsets must be >= 0, got {offsets}")
+    height, width = images.shape[-2:]
+    top, left, h, w = region if region is not None else (0, 0, height, width)
+    if min(top, left) < 0 or h < 1 or w < 1 or top + h > height or left + w > width:
+        raise ValueError(f"region (top, left, height, width) = {region} must lie inside the {height}x{width} images")
     if (masks is None) != (num_classes is None):
         raise ValueError("give masks and num_classes together (or neither)")
-    if masks is not None and tuple(masks.shape) != (images.shape[0], *images.shape[-2:]):
-        raise ValueError(f"masks must be [N, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(masks.shape)}")
+    if masks is not None and tuple(masks.shape) != (images.shape[0], height, width):
+        raise ValueError(f"masks must be [N, H, W] = {(images.shape[0], height, width)}, got {tuple(masks.shape)}")
     batch_size = positive_int(batch_size, "batch_size")
-    height, width = images.shape[-2:]
     was_training = model.training
     model.eval()
 
@@ -134,11 +142,13 @@ def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int
         out = []
         for chunk in images.split(batch_size):
             canvas = F.pad(chunk, (pad + o, pad, pad + o, pad), value=fill)
-            out.append(model(canvas).argmax(1)[:, pad + o:pad + o + height, pad + o:pad + o + width].cpu())
+            y, x = pad + o + top, pad + o + left
+            out.append(model(canvas).argmax(1)[:, y:y + h, x:x + w].cpu())
         return torch.cat(out)
 
     try:
         reference = labels_at(0)
+        truth = masks[:, top:top + h, left:left + w].cpu() if masks is not None else None
         rows = []
         for o in offsets:
             labels = reference if o == 0 else labels_at(o)
@@ -146,9 +156,9 @@ def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int
             if stride is not None:
                 row["phase"] = o % positive_int(stride, "stride")
             row["agreement"] = (labels == reference).float().mean().item()
-            if masks is not None:
+            if truth is not None:
                 m = SegmentationMetrics(num_classes)
-                m.update(labels, masks.cpu())
+                m.update(labels, truth)
                 row["miou"] = m.compute()["miou"]
             rows.append(row)
     finally:
