@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from segbook.experiments.fcn import PAPER_VOC2011_VAL, ceiling_labels, init_from_coarser
+from segbook.experiments.fcn import PAPER_VOC2011_VAL, ceiling_labels, init_from_coarser, shift_agreement
 from segbook.metrics import confusion_matrix, mean_iou
 from segbook.models.fcn import fcn8s, fcn16s, fcn32s
 
@@ -75,3 +75,54 @@ def test_ceiling_labels_partial_cells_and_ignore():
         ceiling_labels(masks, 0, 2)
     with pytest.raises(ValueError, match="integer tensor"):
         ceiling_labels(masks.float(), 4, 2)
+
+
+class _Stride4Net(torch.nn.Module):
+    """conv-pool-conv-pool (total stride 4, receptive field 10 px), labels upsampled by nearest."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(8, 5, 3, padding=1), torch.nn.MaxPool2d(2))
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.features(x), size=x.shape[-2:], mode="nearest")
+
+
+def test_shift_agreement_is_exact_for_multiples_of_the_stride_only():
+    torch.manual_seed(0)
+    net, images = _Stride4Net(), torch.rand(3, 3, 24, 24)
+    masks = torch.randint(0, 5, (3, 24, 24))
+    # pad 12 > the 10-px receptive field: the canvas border never reaches the image's labels
+    rows = shift_agreement(net, images, [0, 4, 8, 2, 6], pad=12, stride=4, masks=masks, num_classes=5, batch_size=2)
+    by_offset = {r["offset"]: r for r in rows}
+    assert [r["phase"] for r in rows] == [0, 0, 0, 2, 2]
+    # shifts by the stride: the same computation on the same values
+    assert by_offset[0]["agreement"] == by_offset[4]["agreement"] == by_offset[8]["agreement"] == 1.0
+    assert by_offset[4]["miou"] == pytest.approx(by_offset[0]["miou"])
+    # half a stride: another pooling phase, the labels change on a good share of the pixels
+    assert by_offset[2]["agreement"] < 0.8 and by_offset[6]["agreement"] < 0.8
+    assert net.training  # the mode is restored
+
+
+def test_shift_agreement_region_in_a_surround_needs_no_padding():
+    torch.manual_seed(0)   # (some seeds give an untrained net that labels everything one class)
+    net, canvas = _Stride4Net(), torch.rand(2, 3, 40, 40)
+    # the centre 16x16 is 12 px from every edge, beyond the 10-px receptive field: shifts by 4 are exact
+    rows = shift_agreement(net, canvas, [0, 4, 2], region=(12, 12, 16, 16), stride=4)
+    assert [r["agreement"] for r in rows][:2] == [1.0, 1.0] and rows[2]["agreement"] < 0.9
+    with pytest.raises(ValueError, match="region"):
+        shift_agreement(net, canvas, [0], region=(30, 30, 16, 16))
+
+
+def test_shift_agreement_rejects_bad_arguments():
+    net, images = _Stride4Net(), torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="pad"):
+        shift_agreement(net, images, [0], pad=-1)
+    with pytest.raises(ValueError, match="offsets"):
+        shift_agreement(net, images, [-4], pad=4)
+    with pytest.raises(ValueError, match="together"):
+        shift_agreement(net, images, [0], pad=4, masks=torch.zeros(1, 16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="float tensor"):
+        shift_agreement(net, images[0], [0], pad=4)

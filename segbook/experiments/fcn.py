@@ -3,11 +3,16 @@
 * :data:`PAPER_VOC2011_VAL`: Long et al. (2015), Table 2, for the chapter's results table.
 * :func:`init_from_coarser`: the paper's staged training. FCN-16s starts from a trained FCN-32s
   (its new ``score_pool4`` is zero, so it starts as the coarser net) and FCN-8s from FCN-16s.
-* :func:`ceiling_labels`: what a *perfect* stride-``s`` score map gives after FCN's bilinear
-  upsampling. The one-hot ground truth is averaged over each ``s x s`` cell (the best a cell's
-  class scores can say: the share of each class in it), upsampled bilinearly as FCN upsamples its
-  scores, and arg-maxed. Scoring those labels against the ground truth bounds what an FCN with
-  output stride ``s`` can reach on the data, with no training at all.
+* :func:`ceiling_labels`: the ground truth seen through a stride-``s`` score map. The one-hot
+  ground truth is averaged over each ``s x s`` cell (the share of each class in it), upsampled
+  bilinearly as FCN upsamples its scores, and arg-maxed. Scoring those labels against the ground
+  truth says what the stride alone allows on the data, with no training at all. It is a reference,
+  not a bound: a trained net scores logits, not shares, and can place an edge anywhere between two
+  cell centres, so it can beat it (chapter 2's FCN-32s does). The downsampled-ground-truth oracle
+  is from the journal version of FCN (Shelhamer, Long and Darrell, TPAMI 2017).
+* :func:`shift_agreement`: how far a net's labels follow a shift of its input, the surroundings
+  kept the same. A net whose convolutions and poolings have a total stride ``s`` is equivariant to
+  shifts by multiples of ``s`` only; other shifts move the input against its pooling grid.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 
 from ..checks import positive_int
 
-__all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels"]
+__all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels", "shift_agreement"]
 
 # Long, Shelhamer & Darrell, "Fully convolutional networks for semantic segmentation", CVPR 2015,
 # Table 2: PASCAL VOC 2011 segval (a subset of val), in percent.
@@ -82,3 +87,80 @@ def ceiling_labels(masks: torch.Tensor, stride: int, num_classes: int, *, ignore
     h, w = cells.shape[-2:]
     up = F.interpolate(cells, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
     return up[..., :height, :width].argmax(1)
+
+
+
+
+@torch.inference_mode()
+def shift_agreement(model: nn.Module, images: torch.Tensor, offsets, *, pad: int = 0,
+                    region: tuple[int, int, int, int] | None = None, masks: torch.Tensor | None = None,
+                    num_classes: int | None = None, stride: int | None = None, fill: float = 0.0,
+                    batch_size: int = 16) -> list[dict]:
+    """A net's labels of the same images shifted by each offset, against the unshifted labels.
+
+    Each image is padded with ``fill`` by ``pad + o`` pixels above and to the left and ``pad`` below
+    and to the right, labelled, and the labels of ``region`` (in the image's own coordinates) are
+    compared with those at offset 0. The content and its surroundings are the same for every ``o``;
+    only the position against the net's pooling grid changes (the grid starts at the padded
+    canvas's top-left corner). Convolutions and poolings commute with shifts by multiples of the
+    net's total stride ``s``: when the canvas border is beyond the receptive field's reach from
+    ``region``, ``o = k s`` gives the offset-0 labels exactly and any other ``o`` moves the image
+    to another *phase* of the grid. Give the images a natural surround (e.g. a mosaic of scenes with
+    ``region`` its centre scene) to measure phase in a context the net knows.
+
+    Shapes: ``images [N, 3, H, W]`` float, ``masks [N, H, W]`` int64 (optional), ``region``
+    ``(top, left, height, width)`` inside ``H x W`` (default: the whole image). ``model`` maps
+    ``[n, 3, h, w] -> [n, K, h, w]`` logits.
+
+    Returns:
+        One dict per offset: ``offset``, ``phase`` (``o mod stride``, when ``stride`` is given),
+        ``agreement`` (share of ``region``'s pixels labelled as at offset 0) and, with ``masks``
+        and ``num_classes``, ``miou`` of ``region``'s labels against the ground truth.
+    """
+    from ..metrics import SegmentationMetrics
+
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor [N, C, H, W], got {getattr(images, 'shape', type(images))}")
+    if not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"pad must be an int >= 0 (canvas pixels around each image), got {pad!r}")
+    offsets = [int(o) for o in offsets]
+    if any(o < 0 for o in offsets):
+        raise ValueError(f"offsets must be >= 0, got {offsets}")
+    height, width = images.shape[-2:]
+    top, left, h, w = region if region is not None else (0, 0, height, width)
+    if min(top, left) < 0 or h < 1 or w < 1 or top + h > height or left + w > width:
+        raise ValueError(f"region (top, left, height, width) = {region} must lie inside the {height}x{width} images")
+    if (masks is None) != (num_classes is None):
+        raise ValueError("give masks and num_classes together (or neither)")
+    if masks is not None and tuple(masks.shape) != (images.shape[0], height, width):
+        raise ValueError(f"masks must be [N, H, W] = {(images.shape[0], height, width)}, got {tuple(masks.shape)}")
+    batch_size = positive_int(batch_size, "batch_size")
+    was_training = model.training
+    model.eval()
+
+    def labels_at(o: int) -> torch.Tensor:
+        out = []
+        for chunk in images.split(batch_size):
+            canvas = F.pad(chunk, (pad + o, pad, pad + o, pad), value=fill)
+            y, x = pad + o + top, pad + o + left
+            out.append(model(canvas).argmax(1)[:, y:y + h, x:x + w].cpu())
+        return torch.cat(out)
+
+    try:
+        reference = labels_at(0)
+        truth = masks[:, top:top + h, left:left + w].cpu() if masks is not None else None
+        rows = []
+        for o in offsets:
+            labels = reference if o == 0 else labels_at(o)
+            row = {"offset": o}
+            if stride is not None:
+                row["phase"] = o % positive_int(stride, "stride")
+            row["agreement"] = (labels == reference).float().mean().item()
+            if truth is not None:
+                m = SegmentationMetrics(num_classes)
+                m.update(labels, truth)
+                row["miou"] = m.compute()["miou"]
+            rows.append(row)
+    finally:
+        model.train(was_training)
+    return rows

@@ -35,10 +35,10 @@ by ``ceil(H / s) s / H`` when ``H`` is not a multiple of ``s``).
 Departures from the paper: a tiny VGG-like backbone (one or two convs per stage, 16-128 channels
 instead of VGG16's 64-512, ``fc6`` a 3x3 conv instead of 7x7 with 4096 channels), batch norm after
 every conv (VGG16 has none), no ImageNet pretraining, "same" padding and ``ceil_mode`` pooling
-instead of the paper's 100-pixel input padding and crop offsets, every variant trained from
-scratch at once (the paper trains FCN-16s from FCN-32s and FCN-8s from FCN-16s), and the final
-upsampling is bilinear interpolation that repeats the edge (the paper's fixed deconvolution
-equals it away from the border).
+instead of the paper's 100-pixel input padding and crop offsets, and the final upsampling is
+bilinear interpolation that repeats the edge (the paper's fixed deconvolution equals it away from
+the border). The staged training of the paper (FCN-16s from a trained FCN-32s, FCN-8s from FCN-16s)
+is not built in: :func:`segbook.experiments.fcn.init_from_coarser` does it, as chapter 2 shows.
 """
 from __future__ import annotations
 
