@@ -55,7 +55,8 @@ import torch.nn.functional as F
 
 from .checks import positive_int
 
-__all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score", "periodic_amplitude"]
+__all__ = ["coverage_1d", "coverage_map", "coverage_ratio", "stack_margin", "checkerboard_score", "periodic_amplitude",
+           "phase_kernels", "nyquist_residual", "masked_periodic_amplitude"]
 
 
 def _layers(layers) -> list[tuple[int, int]]:
@@ -179,3 +180,67 @@ def periodic_amplitude(x: torch.Tensor, period: int = 2) -> torch.Tensor:
     """
     _, phase_means = _periodic_part(x, period)
     return phase_means.square().mean(dim=(-2, -1)).sqrt()
+
+
+def phase_kernels(kernel: torch.Tensor, stride: int = 2) -> list[torch.Tensor]:
+    """The sub-kernels a transposed conv with ``stride`` uses at each output phase: ``kernel[..., a::s]``.
+
+    Shapes: ``kernel [k]`` (1-D) -> a list of ``s`` tensors (phase ``a`` of the output uses taps
+    ``a, a + s, ...``; with padding ``p`` the output position ``o`` has phase ``(o + p) mod s``).
+    A constant input gives each phase the *sum* of its sub-kernel, so the output is flat exactly
+    when all sums agree (away from the border), whatever the individual taps.
+    Examples: ``[1/4, 3/4, 3/4, 1/4]`` (bilinear, ``k = 4``) -> ``[1/4, 3/4]`` and ``[3/4, 1/4]``,
+    sums 1 and 1; a 2-D ``k x k`` kernel's phase ``(a, b)`` is ``kernel[a::s, b::s]``.
+    """
+    stride = positive_int(stride, "stride")
+    if not isinstance(kernel, torch.Tensor) or kernel.dim() != 1:
+        raise ValueError(f"kernel must be a 1-D tensor [k], got {getattr(kernel, 'shape', type(kernel))}")
+    return [kernel[a::stride] for a in range(stride)]
+
+
+def nyquist_residual(x: torch.Tensor) -> torch.Tensor:
+    """``x`` minus its ``[1, 2, 1] / 4`` blur in both directions (replicate padding): ``[..., H, W] -> [..., H, W]``.
+
+    The separable blur passes a constant and any linear ramp unchanged and removes the period-2
+    patterns ``(-1)^i``, ``(-1)^j`` and ``(-1)^(i+j)`` entirely, so the residual keeps a period-2
+    grid at full strength and drops the smooth part of the map (a region's level and slope).
+    Measuring :func:`masked_periodic_amplitude` on it isolates the grid inside a region whose
+    values vary smoothly (a segmentation logit map's object interior). Float64.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ValueError(f"x must be a tensor [..., H, W], got {getattr(x, 'shape', type(x))}")
+    h, w = x.shape[-2:]
+    if min(h, w) < 3:
+        raise ValueError(f"x must be at least 3x3, got {h}x{w}")
+    t = x.detach().to(torch.float64).reshape(-1, 1, h, w)
+    b = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64, device=t.device)
+    blur = F.conv2d(F.pad(t, (1, 1, 1, 1), mode="replicate"), (b[:, None] * b[None, :]).view(1, 1, 3, 3))
+    return (t - blur).reshape(x.shape)
+
+
+def masked_periodic_amplitude(x: torch.Tensor, mask: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """:func:`periodic_amplitude` restricted to the pixels where ``mask`` is true, pooled over the batch.
+
+    Shapes: ``x [N, C, H, W]``, ``mask [N, H, W]`` (bool) -> ``[C]`` (float64). Per channel, the
+    phase means ``m_ab`` are taken over the masked pixels of all ``N`` maps at phase ``(a, b)``
+    (phases counted from each map's top-left pixel, where a decoder's grid is aligned), ``m`` over
+    all masked pixels; the result is ``sqrt(mean_ab (m_ab - m)^2)``. With the mask all true and
+    ``N = 1`` it equals :func:`periodic_amplitude`. Raises if a phase has no masked pixel.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be [N, C, H, W], got {getattr(x, 'shape', type(x))}")
+    if not isinstance(mask, torch.Tensor) or mask.shape != (x.shape[0], *x.shape[-2:]):
+        raise ValueError(f"mask must be [N, H, W] = {(x.shape[0], *x.shape[-2:])}, got {getattr(mask, 'shape', type(mask))}")
+    period = positive_int(period, "period", minimum=2)
+    n, c, h, w = x.shape
+    if h % period or w % period:
+        raise ValueError(f"H and W must be multiples of the period {period}, got {h}x{w}")
+    xm = x.detach().to(torch.float64)
+    m = mask.to(torch.float64).unsqueeze(1)                                        # [N, 1, H, W]
+    count = m.reshape(n, 1, h // period, period, w // period, period).sum(dim=(0, 2, 4))   # [1, P, P]
+    if (count == 0).any():
+        raise ValueError("some phase has no masked pixel; use a larger mask or more maps")
+    sums = (xm * m).reshape(n, c, h // period, period, w // period, period).sum(dim=(0, 2, 4))  # [C, P, P]
+    phase_means = sums / count
+    overall = sums.sum(dim=(-2, -1)) / count.sum()
+    return (phase_means - overall[:, None, None]).square().mean(dim=(-2, -1)).sqrt()

@@ -136,3 +136,43 @@ def test_periodic_amplitude_matches_the_score_energy_and_shapes():
         periodic_amplitude(torch.randn(8, 8), 1)
     with pytest.raises(ValueError, match=r"\[\.\.\., H, W\]"):
         periodic_amplitude(torch.randn(8))
+
+
+def test_phase_kernels_and_sums():
+    from segbook.checkerboard import phase_kernels
+
+    ph = phase_kernels(torch.tensor([0.25, 0.75, 0.75, 0.25]))
+    assert [p.tolist() for p in ph] == [[0.25, 0.75], [0.75, 0.25]]
+    assert [p.sum().item() for p in phase_kernels(torch.tensor([1.0, 1.0, 1.0]))] == [2.0, 1.0]
+    with pytest.raises(ValueError, match=r"1-D"):
+        phase_kernels(torch.ones(3, 3))
+
+
+def test_nyquist_residual_keeps_the_grid_and_drops_ramps():
+    from segbook.checkerboard import nyquist_residual
+
+    i = torch.arange(8, dtype=torch.float64)
+    ramp = 0.3 * i[:, None] - 0.2 * i[None, :] + 1.0
+    grid = 0.1 * (-1.0) ** (i[:, None] + i[None, :])
+    r = nyquist_residual(ramp + grid)
+    inner = r[1:-1, 1:-1]                                     # replicate padding bends the ramp at the border
+    torch.testing.assert_close(inner, grid[1:-1, 1:-1])
+    with pytest.raises(ValueError, match="3x3"):
+        nyquist_residual(torch.ones(2, 5))
+
+
+def test_masked_periodic_amplitude_matches_the_unmasked_one_and_ignores_masked_out_pixels():
+    from segbook.checkerboard import masked_periodic_amplitude, periodic_amplitude
+
+    x = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    full = masked_periodic_amplitude(x, torch.ones(1, 8, 8, dtype=torch.bool))
+    torch.testing.assert_close(full, periodic_amplitude(x)[0])
+    i = torch.arange(8, dtype=torch.float64)
+    grid = 0.5 * (-1.0) ** (i[:, None] + i[None, :])
+    y = grid.expand(1, 1, 8, 8).clone()
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[:, 2:6, 2:6] = True
+    y[..., :2, :] = 100.0                                      # outside the mask: ignored
+    assert masked_periodic_amplitude(y, mask).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no masked pixel"):
+        masked_periodic_amplitude(y, torch.zeros(1, 8, 8, dtype=torch.bool))

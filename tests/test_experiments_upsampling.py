@@ -122,3 +122,52 @@ def test_drawings_return_artists():
         show_images({"a": torch.randn(4, 4)}, vrange=(1.0, 1.0))
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+@pytest.mark.parametrize("kind,init", [("transposed3", None), ("transposed4", "bilinear"), ("nearest", None),
+                                       ("pixelshuffle", "icnr")])
+def test_segmentation_decoder_net_shapes_and_flat_start(kind, init):
+    from segbook.experiments.upsampling import SegmentationDecoderNet
+
+    torch.manual_seed(0)
+    net = SegmentationDecoderNet(kind, 6, width=8, init=init).eval()
+    assert net(torch.rand(2, 3, 16, 16)).shape == (2, 6, 16, 16)
+    if init is not None or kind == "nearest":                  # these start without a grid: flat in, flat out
+        out = net(torch.full((1, 3, 64, 64), 0.5))[..., 16:-16, 16:-16]   # beyond the border's reach
+        assert (out - out.mean((-2, -1), keepdim=True)).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="multiples of 4"):
+        net(torch.rand(1, 3, 10, 10))
+
+
+def test_interior_mask_and_segmentation_grid():
+    from segbook.experiments.upsampling import SegmentationDecoderNet, interior_mask, segmentation_grid
+
+    masks = torch.zeros(1, 12, 12, dtype=torch.long)
+    masks[0, 2:10, 2:10] = 3
+    inner = interior_mask(masks, 2)
+    assert inner.sum().item() == 16 and inner[0, 4:8, 4:8].all()
+    assert interior_mask(masks, 2, foreground_only=False)[0, 0].sum() == 0     # the image border is excluded
+    torch.manual_seed(1)
+    net = SegmentationDecoderNet("transposed3", 4, width=8)
+    m = torch.zeros(3, 16, 16, dtype=torch.long)
+    m[:, 3:13, 3:13] = 1
+    g = segmentation_grid(net, torch.rand(3, 3, 16, 16), m)
+    assert set(g) == {"logit_grid", "margin", "interior_error", "label_grid", "interior_pixels"}
+    assert g["interior_pixels"] == 3 * 36 and 0 <= g["interior_error"] <= 1 and g["logit_grid"] >= 0
+
+
+def test_output_padding_table_two_sizes_one_output():
+    from segbook.experiments.upsampling import output_padding_table
+
+    rows = output_padding_table([5, 6])
+    assert [r["conv output h"] for r in rows] == [3, 3]
+    assert [r["output_padding for H"] for r in rows] == [0, 1]
+    assert rows[0]["transposed, output_padding=0"] == 5 and rows[1]["transposed, output_padding=1"] == 6
+
+
+def test_foreground_labels_merges_object_classes():
+    from segbook.experiments.upsampling import foreground_labels
+
+    img, mask = torch.rand(3, 4, 4), torch.tensor([[0, 1, 2, 5]] * 4)
+    out_img, out_mask = foreground_labels(img, mask)
+    assert out_img is img and out_mask.tolist() == [[0, 1, 1, 1]] * 4 and out_mask.dtype == torch.long

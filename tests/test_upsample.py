@@ -304,3 +304,79 @@ def test_make_upsampler_needs_positive_channel_counts(kind):
         make_upsampler(kind, 2, 0)
     with pytest.raises(ValueError, match=r"in_channels must be a positive int, got 2.0"):
         ResizeConv2d(2.0, 2)
+
+
+# --- sub-pixel convolution, ICNR, bilinear initialisation, resize-conv's kernel (chapter 3, issue 24) ---
+@pytest.mark.parametrize("k,f", [(1, 2), (3, 2), (3, 3), (5, 2)])
+def test_subpixel_conv_equals_its_transposed_conv(k, f):
+    from segbook.nn.upsample import SubPixelConv2d, subpixel_as_transposed
+
+    torch.manual_seed(0)
+    m = SubPixelConv2d(3, 2, k, factor=f, bias=False).double()
+    t = subpixel_as_transposed(m)
+    assert t.kernel_size == (k * f, k * f) and t.stride == (f, f)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    assert m(x).shape == (2, 2, 5 * f, 6 * f)
+    torch.testing.assert_close(t(x), m(x), rtol=0, atol=1e-12)
+    assert make_upsampler("pixelshuffle", 3, 2)(torch.randn(1, 3, 4, 4)).shape == (1, 2, 8, 8)
+
+
+def test_icnr_makes_the_phases_agree_and_a_constant_stays_flat():
+    from segbook.nn.upsample import SubPixelConv2d, icnr_, subpixel_as_transposed
+
+    torch.manual_seed(1)
+    m = SubPixelConv2d(4, 3, 3, factor=2)
+    plain = m(torch.ones(1, 4, 8, 8))[..., 4:-4, 4:-4]
+    assert plain.std().item() > 1e-3                          # the default init paints a grid
+    icnr_(m)
+    flat = m(torch.ones(1, 4, 8, 8))[..., 4:-4, 4:-4]
+    assert (flat - flat.mean((-2, -1), keepdim=True)).abs().max().item() < 1e-6
+    # equals conv then nearest upsampling
+    x = torch.randn(1, 4, 6, 6)
+    base = F.conv2d(x, m.conv.weight[::4], m.conv.bias[::4], padding=1)
+    torch.testing.assert_close(m(x), F.interpolate(base, scale_factor=2, mode="nearest"))
+    subpixel_as_transposed(m)                                 # equal phase biases: convertible
+    with pytest.raises(TypeError, match="SubPixelConv2d"):
+        icnr_(nn.Conv2d(1, 1, 3))
+
+
+def test_subpixel_as_transposed_refuses_unequal_phase_biases():
+    from segbook.nn.upsample import SubPixelConv2d, subpixel_as_transposed
+
+    torch.manual_seed(2)
+    with pytest.raises(ValueError, match="bias differs between phases"):
+        subpixel_as_transposed(SubPixelConv2d(2, 2, 3))
+
+
+def test_bilinear_init_gives_equal_phase_sums_for_k4_s2():
+    from segbook.checkerboard import phase_kernels
+    from segbook.nn.upsample import bilinear_filter, bilinear_init_
+
+    torch.manual_seed(3)
+    layer = bilinear_init_(make_upsampler("transposed4", 5, 2))
+    tent = bilinear_filter(4, dtype=torch.float64).diagonal().sqrt()   # outer(t, t): the diagonal is t^2
+    assert tent.tolist() == pytest.approx([0.25, 0.75, 0.75, 0.25])
+    assert [p.sum().item() for p in phase_kernels(tent)] == pytest.approx([1.0, 1.0])
+    out = layer(torch.ones(1, 5, 8, 8))[..., 2:-2, 2:-2]
+    assert (out - out.mean((-2, -1), keepdim=True)).abs().max().item() < 1e-5
+    w = layer.weight
+    torch.testing.assert_close(w / w.sum((-2, -1), keepdim=True), bilinear_filter(4).expand_as(w) / 4)
+    with pytest.raises(TypeError, match="ConvTranspose2d"):
+        bilinear_init_(nn.Conv2d(1, 1, 3))
+
+
+def test_resize_conv_kernel_is_nearest_then_conv_as_a_transposed_conv():
+    from segbook.checkerboard import phase_kernels
+    from segbook.nn.upsample import resize_conv_kernel
+
+    k1 = resize_conv_kernel(torch.tensor([1.0, 2.0, 3.0]))
+    assert k1.tolist() == [3.0, 5.0, 3.0, 1.0]
+    phases = phase_kernels(k1)
+    assert [p.tolist() for p in phases] == [[3.0, 3.0], [5.0, 1.0]] and phases[0].sum() == phases[1].sum()
+    torch.manual_seed(4)
+    r = ResizeConv2d(2, 3, 3, bias=False).double()
+    t = nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1, bias=False).double()
+    with torch.no_grad():
+        t.weight.copy_(resize_conv_kernel(r.conv.weight).transpose(0, 1))
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(t(x), r(x), rtol=0, atol=1e-12)

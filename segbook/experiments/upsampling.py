@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkerboard import checkerboard_score
+from ..checkerboard import checkerboard_score, masked_periodic_amplitude, nyquist_residual
 from ..checks import positive_int
-from ..nn.upsample import UPSAMPLERS, make_upsampler
+from ..nn.upsample import UPSAMPLERS, SubPixelConv2d, bilinear_init_, icnr_, make_upsampler
 
 __all__ = [
     "UPSAMPLER_LABELS",
@@ -46,6 +46,12 @@ __all__ = [
     "input_gradient",
     "draw_scatter_1d",
     "show_images",
+    "init_upsamplers_",
+    "SegmentationDecoderNet",
+    "interior_mask",
+    "foreground_labels",
+    "segmentation_grid",
+    "output_padding_table",
 ]
 
 UPSAMPLER_LABELS = {
@@ -53,6 +59,7 @@ UPSAMPLER_LABELS = {
     "transposed4": "transposed k4 s2",
     "nearest": "nearest + conv",
     "bilinear": "bilinear + conv",
+    "pixelshuffle": "sub-pixel (PixelShuffle)",
 }
 
 
@@ -400,3 +407,151 @@ def show_images(panels: dict, *, ncols: Optional[int] = None, panel_size: float 
         fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def init_upsamplers_(model: nn.Module, scheme: Optional[str]) -> nn.Module:
+    """Re-initialise the upsamplers of ``model`` in place; returns ``model``.
+
+    ``scheme``: ``None`` (leave the default initialisation), ``"bilinear"`` (every
+    ``nn.ConvTranspose2d`` gets :func:`segbook.nn.upsample.bilinear_init_`: FCN's bilinear kernel
+    shape, the random channel mixing kept) or ``"icnr"`` (every :class:`SubPixelConv2d` gets
+    :func:`segbook.nn.upsample.icnr_`). Other layers are untouched.
+    """
+    if scheme not in (None, "bilinear", "icnr"):
+        raise ValueError(f"scheme must be None, 'bilinear' or 'icnr', got {scheme!r}")
+    for m in model.modules():
+        if scheme == "bilinear" and isinstance(m, nn.ConvTranspose2d):
+            bilinear_init_(m)
+        elif scheme == "icnr" and isinstance(m, SubPixelConv2d):
+            icnr_(m)
+    return model
+
+
+class SegmentationDecoderNet(nn.Module):
+    """A small segmenter whose decoder differs only in its upsampler kind: ``[N, 3, H, W] -> [N, K, H, W]`` logits.
+
+    Encoder (the same for every kind): a 3x3 conv, then ``num_stages`` times a 3x3 conv, and
+    2x2 average pooling (no strided conv, so the encoder adds no grid of its own), to ``width``
+    channels at ``H / 2^n``; every conv is followed by BatchNorm and a ReLU. Decoder: ``num_stages``
+    2x upsamplers of ``kind`` (:func:`segbook.nn.upsample.make_upsampler`, ``"pixelshuffle"``
+    included), each followed by BatchNorm (a per-channel affine map at evaluation: it cannot
+    remove a grid) and a ReLU, then a 1x1 classifier (which cannot smooth a grid away either). ``init``: see
+    :func:`init_upsamplers_`. ``H`` and ``W`` must be multiples of ``2^n``.
+    """
+
+    def __init__(self, kind: str, num_classes: int, *, width: int = 24, num_stages: int = 2,
+                 init: Optional[str] = None) -> None:
+        super().__init__()
+        num_stages = positive_int(num_stages, "num_stages")
+        self.kind, self.num_stages = kind, num_stages
+        def bn_relu() -> list[nn.Module]:
+            return [nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+
+        enc: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), *bn_relu()]
+        for _ in range(num_stages):
+            enc += [nn.Conv2d(width, width, 3, padding=1), *bn_relu(), nn.AvgPool2d(2)]
+        dec: list[nn.Module] = []
+        for _ in range(num_stages):
+            dec += [make_upsampler(kind, width, width), *bn_relu()]
+        self.encode, self.decode = nn.Sequential(*enc), nn.Sequential(*dec)
+        self.classifier = nn.Conv2d(width, positive_int(num_classes, "num_classes"), 1)
+        init_upsamplers_(self, init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        m = 2 ** self.num_stages
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[-2] % m or x.shape[-1] % m:
+            raise ValueError(f"SegmentationDecoderNet expects [N, 3, H, W] with H, W multiples of {m}, got {tuple(x.shape)}")
+        return self.classifier(self.decode(self.encode(x)))
+
+
+def foreground_labels(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A joint transform for :class:`segbook.data.ShapesSegmentation`: every object class becomes 1.
+
+    ``(image [3, H, W], mask [H, W] int64) -> (image, (mask > 0) int64)``: the two-class
+    (background / object) version of the scenes, where a small decoder's errors are about *where*
+    the objects are (their outlines) rather than which shape they are.
+    """
+    return image, (mask > 0).long()
+
+
+def interior_mask(masks: torch.Tensor, radius: int = 2, *, foreground_only: bool = True) -> torch.Tensor:
+    """Pixels whose ``(2 r + 1)^2`` neighbourhood holds one label only: ``[N, H, W]`` int -> ``[N, H, W]`` bool.
+
+    Windows that reach past the image border count as mixed (the border is excluded). With
+    ``foreground_only`` the background's interior is dropped too (label 0): what remains are the
+    object interiors, where the correct label map is constant.
+    """
+    if not isinstance(masks, torch.Tensor) or masks.dim() != 3:
+        raise ValueError(f"masks must be [N, H, W], got {getattr(masks, 'shape', type(masks))}")
+    r = int(radius)
+    if r < 1:
+        raise ValueError(f"radius must be >= 1, got {radius!r}")
+    m = masks.to(torch.float32).unsqueeze(1)
+    hi = F.max_pool2d(m, 2 * r + 1, stride=1, padding=r)
+    lo = -F.max_pool2d(-m, 2 * r + 1, stride=1, padding=r)
+    out = (hi == lo).squeeze(1)
+    out[:, :r] = False
+    out[:, -r:] = False
+    out[:, :, :r] = False
+    out[:, :, -r:] = False
+    if foreground_only:
+        out &= masks > 0
+    return out
+
+
+def segmentation_grid(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, radius: int = 2,
+                      batch_size: int = 128) -> dict:
+    """The period-2 grid in a segmenter's logits and label map, on object interiors (:func:`interior_mask`).
+
+    Shapes: ``images [N, 3, H, W]``, ``masks [N, H, W]`` (``H, W`` even). Returns floats:
+
+    - ``"logit_grid"``: :func:`segbook.checkerboard.masked_periodic_amplitude` of the logits'
+      :func:`segbook.checkerboard.nyquist_residual` (the smooth part removed, a period-2 grid kept
+      at full strength), pooled over the maps, averaged over the ``K`` logit channels (logit units);
+    - ``"margin"``: mean gap between the largest and second-largest logit on the interiors (how
+      far a pixel's decision is from flipping);
+    - ``"interior_error"``: fraction of interior pixels labelled wrongly;
+    - ``"label_grid"``: the masked periodic amplitude of the error indicator (0 / 1) on the
+      interiors (0 when errors do not prefer any phase);
+    - ``"interior_pixels"``: the number of interior pixels measured.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, images.shape[0], batch_size):
+            outs.append(model(images[i: i + batch_size].to(device)).float().cpu())
+    logits = torch.cat(outs)
+    inner = interior_mask(masks, radius)
+    top2 = logits.topk(2, dim=1).values
+    margin = (top2[:, 0] - top2[:, 1])[inner].double().mean().item()
+    wrong = (logits.argmax(1) != masks).to(torch.float64)
+    return {
+        "logit_grid": masked_periodic_amplitude(nyquist_residual(logits), inner).mean().item(),
+        "margin": margin,
+        "interior_error": wrong[inner].mean().item(),
+        "label_grid": masked_periodic_amplitude(wrong.unsqueeze(1), inner).item(),
+        "interior_pixels": int(inner.sum()),
+    }
+
+
+def output_padding_table(sizes: Sequence[int], *, kernel_size: int = 3, stride: int = 2, padding: int = 1) -> list[dict]:
+    """Why ``output_padding`` exists: a strided conv maps several input sizes to one output size.
+
+    For each ``H`` in ``sizes``: the conv's output size ``h = floor((H + 2p - k) / s) + 1`` and the
+    transposed conv's output size from ``h`` with ``output_padding`` 0 and ``s - 1``
+    (:func:`segbook.sizes.conv_transpose_output_size`); the row says which one gives ``H`` back.
+    Returns ``[{"input H", "conv output h", "transposed, output_padding=0", ..., "output_padding for H"}]``.
+    """
+    from ..sizes import conv_output_size, conv_transpose_output_size
+
+    rows = []
+    for h_in in sizes:
+        h = conv_output_size(h_in, kernel_size, stride, padding)
+        back = {op: conv_transpose_output_size(h, kernel_size, stride, padding, op) for op in range(stride)}
+        need = [op for op, v in back.items() if v == h_in]
+        row = {"input H": h_in, "conv output h": h}
+        row.update({f"transposed, output_padding={op}": v for op, v in back.items()})
+        row["output_padding for H"] = need[0] if need else None
+        rows.append(row)
+    return rows

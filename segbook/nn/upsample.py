@@ -67,6 +67,11 @@ __all__ = [
     "conv_transpose2d_scatter",
     "transposed_padding",
     "ResizeConv2d",
+    "SubPixelConv2d",
+    "icnr_",
+    "subpixel_as_transposed",
+    "bilinear_init_",
+    "resize_conv_kernel",
     "UPSAMPLERS",
     "make_upsampler",
     "operator_matrix",
@@ -308,6 +313,145 @@ class ResizeConv2d(nn.Module):
         return f"factor={self.factor}, mode={self.mode!r}"
 
 
+# ----------------------------------------------------------------------------------------------
+# Sub-pixel convolution (PixelShuffle), ICNR, bilinear initialisation, resize-conv's kernel
+# ----------------------------------------------------------------------------------------------
+class SubPixelConv2d(nn.Module):
+    """Sub-pixel convolution (Shi et al. 2016): a ``k x k`` conv to ``C_out f^2`` channels, then ``nn.PixelShuffle(f)``.
+
+    Shapes: ``[N, C_in, H, W] -> [N, C_out, f H, f W]`` (odd ``k``, "same" padding ``k // 2``).
+    Output channel ``o`` at phase ``(a, b)`` (pixel ``(f i + a, f j + b)``) is conv channel
+    ``o f^2 + a f + b`` at ``(i, j)``: each phase has its own kernel. It equals a transposed
+    convolution with kernel ``k f``, stride ``f`` and padding ``f (k - 1) / 2`` (see
+    :func:`subpixel_as_transposed`), so it has the same freedom to paint a grid; :func:`icnr_`
+    starts it without one.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *, factor: int = 2,
+                 bias: bool = True) -> None:
+        super().__init__()
+        if positive_int(kernel_size, "kernel_size") % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        self.factor = positive_int(factor, "factor")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.conv = nn.Conv2d(in_channels, out_channels * self.factor ** 2, kernel_size, padding=kernel_size // 2,
+                              bias=bias)
+        self.shuffle = nn.PixelShuffle(self.factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects [N, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        return self.shuffle(self.conv(x))
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+def icnr_(module: SubPixelConv2d) -> SubPixelConv2d:
+    """ICNR initialisation (Aitken et al. 2017) of a :class:`SubPixelConv2d`, in place; returns it.
+
+    Keeps the kernels of phase ``(0, 0)`` (conv channels ``o f^2``) and copies them to the other
+    ``f^2 - 1`` phases (the bias too), so at initialisation every phase computes the same thing:
+    the layer equals a ``k x k`` conv followed by nearest-neighbour upsampling, and a constant
+    input gives a constant output (no grid). Training may then make the phases differ.
+    """
+    if not isinstance(module, SubPixelConv2d):
+        raise TypeError(f"icnr_ expects a SubPixelConv2d, got {type(module).__name__}")
+    f2 = module.factor ** 2
+    with torch.no_grad():
+        w = module.conv.weight                                     # [C_out f^2, C_in, k, k]
+        base = w.view(module.out_channels, f2, *w.shape[1:])[:, :1]
+        w.copy_(base.expand(-1, f2, -1, -1, -1).reshape(w.shape))
+        if module.conv.bias is not None:
+            b = module.conv.bias.view(module.out_channels, f2)
+            b.copy_(b[:, :1].expand(-1, f2))
+    return module
+
+
+def subpixel_as_transposed(module: SubPixelConv2d) -> nn.ConvTranspose2d:
+    """The ``nn.ConvTranspose2d`` that computes exactly what ``module`` computes (float rounding aside).
+
+    A sub-pixel conv with a ``k x k`` kernel (``k`` odd, padding ``q = k // 2``) and factor ``f`` is a
+    transposed conv with kernel ``K = k f`` (a multiple of the stride, Odena et al. 2016), stride
+    ``f``, padding ``P = f (k - 1 - q)`` and no output padding, so ``(H - 1) f - 2 P + k f = f H``.
+    Output ``f i + a`` reads input ``i + u - q`` with tap ``u``; pasted from input ``i' = i + u - q``
+    it lands at ``f i' + t - P`` with ``t = f (k - 1 - u) + a``.
+    Weight: ``T[c, o, f (k - 1 - u) + a, f (k - 1 - v) + b] = W[o f^2 + a f + b, c, u, v]``.
+    Shapes: the returned layer maps ``[N, C_in, H, W] -> [N, C_out, f H, f W]`` like ``module``.
+    """
+    if not isinstance(module, SubPixelConv2d):
+        raise TypeError(f"subpixel_as_transposed expects a SubPixelConv2d, got {type(module).__name__}")
+    f, c_out = module.factor, module.out_channels
+    w = module.conv.weight.detach()                                # [C_out f^2, C_in, k, k]
+    k = w.shape[-1]
+    q = k // 2
+    w6 = w.view(c_out, f, f, module.in_channels, k, k)            # [o, a, b, c, u, v]
+    w6 = w6.flip(-2, -1)                                           # u -> k - 1 - u
+    t = w6.permute(3, 0, 4, 1, 5, 2).reshape(module.in_channels, c_out, k * f, k * f)   # [c, o, (u', a), (v', b)]
+    layer = nn.ConvTranspose2d(module.in_channels, c_out, k * f, stride=f, padding=f * (k - 1 - q),
+                               bias=module.conv.bias is not None).to(w.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(t)
+        if module.conv.bias is not None:
+            layer.bias.copy_(module.conv.bias.view(c_out, f * f)[:, 0])
+    if module.conv.bias is not None:
+        b = module.conv.bias.detach().view(c_out, f * f)
+        if not torch.equal(b, b[:, :1].expand_as(b)):
+            raise ValueError("the sub-pixel conv's bias differs between phases; a transposed conv has one bias per "
+                             "channel. Build it with bias=False, or use icnr_ (equal phase biases)")
+    return layer
+
+
+def bilinear_init_(layer: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
+    """Give every (input, output) channel pair of ``layer`` the bilinear kernel's shape, in place; returns it.
+
+    ``weight[i, o] = m[i, o] * bilinear_filter(k)`` with ``m[i, o]`` the sum of the pair's current
+    (e.g. default random) weights, so the layer keeps its random channel mixing and gets FCN's
+    bilinear spatial kernel; for ``k = 2 s`` (e.g. ``k = 4, s = 2``: tent ``[1/4, 3/4, 3/4, 1/4]``)
+    every output phase's taps sum to the same value, so a constant input gives a constant output
+    (away from the border). The bias is zeroed. Square kernels only.
+    """
+    if not isinstance(layer, nn.ConvTranspose2d):
+        raise TypeError(f"bilinear_init_ expects an nn.ConvTranspose2d, got {type(layer).__name__}")
+    k = layer.kernel_size
+    if k[0] != k[1]:
+        raise ValueError(f"bilinear_init_ needs a square kernel, got {k}")
+    with torch.no_grad():
+        m = layer.weight.sum(dim=(-2, -1), keepdim=True)
+        filt = bilinear_filter(k[0], dtype=layer.weight.dtype).to(layer.weight.device)
+        layer.weight.copy_(m * filt)
+        if layer.bias is not None:
+            layer.bias.zero_()
+    return layer
+
+
+def resize_conv_kernel(weight: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """The transposed-conv kernel of nearest upsampling by ``factor`` followed by a convolution with ``weight``.
+
+    Shapes: ``weight [k]`` (1-D) or ``[..., k, k]`` (any tensor with ``dim() >= 2`` is taken as 2-D
+    kernels, e.g. ``[C_out, C_in, k, k]``) -> ``[k + f - 1]`` or ``[..., k + f - 1, k + f - 1]``.
+    Each input pixel is copied to an ``f x f`` block, then correlated with ``weight`` (what
+    ``nn.Conv2d`` does): the kernel it pastes, in the layout of ``nn.ConvTranspose2d.weight``, is
+    ``weight`` flipped and convolved with an ``f``-long block of ones. With it a transposed conv
+    of stride ``f`` and padding ``1`` (for ``k = 3``, ``f = 2``) equals ``ResizeConv2d`` (nearest),
+    borders included (both see zeros outside). In 1-D with ``f = 2`` and ``weight = (w_-1, w_0, w_1)`` it is
+    ``(w_1, w_0 + w_1, w_-1 + w_0, w_-1)``: its two phase sub-kernels ``(w_1, w_-1 + w_0)`` and
+    ``(w_0 + w_1, w_-1)`` differ but have equal sums.
+    """
+    f = positive_int(factor, "factor")
+    if not isinstance(weight, torch.Tensor) or weight.dim() < 1:
+        raise ValueError(f"weight must be a tensor [..., k] or [..., k, k], got {getattr(weight, 'shape', type(weight))}")
+    w = weight.detach()
+    if w.dim() == 1:
+        out = F.conv_transpose1d(w.flip(-1).reshape(1, 1, -1), torch.ones(1, 1, f, dtype=w.dtype, device=w.device))
+        return out.reshape(-1)
+    lead = w.shape[:-2]
+    x = w.flip(-2, -1).reshape(-1, 1, *w.shape[-2:])
+    out = F.conv_transpose2d(x, torch.ones(1, 1, f, f, dtype=w.dtype, device=w.device))
+    return out.reshape(*lead, *out.shape[-2:])
+
+
 UPSAMPLERS = ("transposed3", "transposed4", "nearest", "bilinear")
 
 
@@ -318,6 +462,8 @@ def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: in
     the kernel size is not a multiple of the stride, overlaps are uneven.
     ``"transposed4"``: kernel ``2 f`` (4 for ``f = 2``), stride ``f``: even overlap.
     ``"nearest"`` / ``"bilinear"``: :class:`ResizeConv2d` with a 3x3 convolution.
+    ``"pixelshuffle"``: :class:`SubPixelConv2d` with a 3x3 convolution (not in :data:`UPSAMPLERS`,
+    which lists the four kinds chapter 3 compares everywhere).
     Padding and output padding come from :func:`transposed_padding`. The transposed kinds need
     ``factor >= 2`` (with stride 1 their even kernel cannot keep the size); the resize kinds take any
     ``factor >= 1``. ``in_channels`` and ``out_channels`` must be positive ints.
@@ -333,7 +479,9 @@ def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: in
         return nn.ConvTranspose2d(in_channels, out_channels, k, stride=f, padding=p, output_padding=op, bias=bias)
     if kind in ("nearest", "bilinear"):
         return ResizeConv2d(in_channels, out_channels, 3, factor=f, mode=kind, bias=bias)
-    raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLERS}")
+    if kind == "pixelshuffle":
+        return SubPixelConv2d(in_channels, out_channels, 3, factor=f, bias=bias)
+    raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLERS + ('pixelshuffle',)}")
 
 
 # ----------------------------------------------------------------------------------------------
