@@ -130,3 +130,43 @@ def test_crf_finetune_head_rejects_a_head_that_is_not_last():
         crf_finetune_head(net, net.classifier, images, target[:, :5], steps=1, batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         crf_finetune_head(net, net.classifier, images, target, steps=1, batch_size=3)
+
+
+def test_soften_edges_blurs_steps_and_keeps_noise_level():
+    from segbook.experiments.deeplab_crf import soften_edges
+    images = torch.zeros(2, 3, 16, 16)
+    images[..., 8:] = 1.0
+    soft = soften_edges(images, 2.0, noise=0.0)
+    assert soft.shape == images.shape and soft.dtype == torch.float32
+    assert 0.3 < soft[0, 0, 5, 8].item() < 0.7                 # the step is now a ramp
+    assert torch.allclose(soft[..., :, 0], torch.zeros(2, 3, 16))  # far from the step: unchanged
+    flat = soften_edges(torch.full((1, 3, 32, 32), 0.5), 1.0, noise=0.04, seed=0)
+    assert abs(flat.std().item() - 0.04) < 0.005
+    with pytest.raises(ValueError):
+        soften_edges(images, 0.0)
+
+
+def test_readable_grid_renames_and_marks_the_chosen_row():
+    from segbook.experiments.deeplab_crf import readable_grid
+    rows = [{"setting": "no CRF", "miou": 0.5, "boundary_f1": 0.6},
+            {"bilateral_sxy": 5, "bilateral_srgb": 13, "miou": 0.6, "boundary_f1": 0.7},
+            {"bilateral_sxy": 20, "bilateral_srgb": 13, "miou": 0.7, "boundary_f1": 0.8}]
+    out = readable_grid(rows, {"bilateral_sxy": 20, "bilateral_srgb": 13, "iterations": 10})
+    assert [r["chosen"] for r in out] == ["", "", "<-"]
+    assert out[2]["theta_alpha (px)"] == 20 and out[2]["theta_beta (grey levels)"] == 13 and out[0]["mIoU"] == 0.5
+    assert [r["chosen"] for r in readable_grid(rows, {})] == ["", "", ""]
+
+
+def test_crf_cost_scaling_rows_and_loglog_slope():
+    from segbook.experiments.deeplab_crf import crf_cost_scaling, loglog_slope
+    images, probs, _ = _scene(n=1, size=16)
+    rows = crf_cost_scaling(images[0], probs[0], [8, 16], ["exact", "lattice"], repeats=1, iterations=2)
+    assert [(r["backend"], r["side"], r["pixels"]) for r in rows] == [("exact", 8, 64), ("exact", 16, 256),
+                                                                     ("lattice", 8, 64), ("lattice", 16, 256)]
+    assert all(r["seconds"] > 0 for r in rows)
+    with pytest.raises(ValueError):
+        crf_cost_scaling(images[0], probs[0], [32], ["exact"])
+    assert loglog_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    assert loglog_slope([10, 100], [5, 50]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        loglog_slope([1], [1])

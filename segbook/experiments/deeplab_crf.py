@@ -21,6 +21,7 @@ Potts weights), for a few dozen steps, which is what a CPU affords.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Mapping, Optional, Sequence
 
@@ -34,7 +35,8 @@ from ..crf import dense_crf, mean_field
 from ..metrics import SegmentationMetrics
 
 __all__ = ["to_uint8_hwc", "crf_refine", "segmentation_scores", "crf_grid_search", "seconds_per_image",
-           "head_features", "crf_finetune_head"]
+           "head_features", "crf_finetune_head", "soften_edges", "readable_grid", "crf_cost_scaling", "loglog_slope",
+           "CRF_PARAM_NAMES"]
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
@@ -204,3 +206,80 @@ def crf_finetune_head(model: nn.Module, head: nn.Module, images: torch.Tensor, m
         losses.append(float(loss.detach()))
     final = {**params, **{k: float(v.detach().exp()) for k, v in log_weights.items()}}
     return {"loss": losses, "crf_params": final}
+
+
+def soften_edges(images: torch.Tensor, sigma: float, *, noise: float = 0.04, seed: int = 0) -> torch.Tensor:
+    """The CRF control's scenes: ``images [N, 3, H, W]`` in [0, 1] blurred by a Gaussian of ``sigma`` pixels.
+
+    Every colour step becomes a ramp about ``4 * sigma`` pixels wide, so the label edges no longer sit on
+    hard colour edges; the pixel noise the blur removed is put back (uniform, standard deviation
+    ``noise``, drawn with ``seed``) so that interiors are as noisy as before. Returns ``[N, 3, H, W]``
+    float32 in [0, 1]; the masks are unchanged.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a tensor [N, 3, H, W], got {getattr(images, 'shape', type(images))}")
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma!r}")
+    r = int(math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    x = images.float().cpu()
+    n, c, h, w = x.shape
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    g = torch.Generator().manual_seed(int(seed))
+    x = x + (torch.rand(x.shape, generator=g) - 0.5) * (noise * math.sqrt(12))
+    return x.clamp(0, 1)
+
+
+CRF_PARAM_NAMES = {"bilateral_sxy": "theta_alpha (px)", "bilateral_srgb": "theta_beta (grey levels)",
+                   "bilateral_compat": "w1", "gaussian_sxy": "theta_gamma (px)", "gaussian_compat": "w2", "miou": "mIoU", "boundary_f1": "boundary F1"}
+
+
+def readable_grid(rows: Sequence[Mapping], best: Mapping, names: Mapping[str, str] = CRF_PARAM_NAMES) -> list[dict]:
+    """:func:`crf_grid_search`'s rows with the paper's names for the columns and the chosen row marked.
+
+    Columns are renamed by ``names`` (pydensecrf's keywords to theta/w); a first column ``chosen``
+    holds ``"<-"`` on the row whose parameters equal ``best`` (on the keys the row has) and ``""``
+    elsewhere. The ``"no CRF"`` row keeps its label in ``setting``.
+    """
+    out = []
+    for row in rows:
+        keys = [k for k in row if k not in ("setting", "miou", "boundary_f1")]
+        chosen = bool(keys) and bool(best) and all(best.get(k) == row[k] for k in keys)
+        new = {"chosen": "<-" if chosen else "", "setting": row.get("setting", "")}
+        new.update({names.get(k, k): v for k, v in row.items() if k != "setting"})
+        out.append(new)
+    return out
+
+
+def crf_cost_scaling(image: torch.Tensor, probs: torch.Tensor, sizes: Sequence[int], backends: Sequence[str], *,
+                     repeats: int = 2, **params) -> list[dict]:
+    """Seconds per image of each CRF backend on square crops of ``image [3, H, W]`` / ``probs [C, H, W]``.
+
+    For every ``size`` in ``sizes`` (at most ``H`` and ``W``) the top-left ``size x size`` crop is refined
+    ``repeats`` times with each backend (best time kept). Returns one row per (backend, size):
+    ``{"backend", "side", "pixels", "seconds"}``.
+    """
+    if image.dim() != 3 or probs.dim() != 3 or image.shape[-2:] != probs.shape[-2:]:
+        raise ValueError(f"image must be [3, H, W] and probs [C, H, W], got {tuple(image.shape)} and {tuple(probs.shape)}")
+    rows = []
+    for backend in backends:
+        for size in sizes:
+            if size > min(image.shape[-2:]):
+                raise ValueError(f"crop size {size} exceeds the image {tuple(image.shape[-2:])}")
+            crop_i, crop_p = image[None, :, :size, :size], probs[None, :, :size, :size]
+            sec = seconds_per_image(crop_i, crop_p, backend=backend, repeats=repeats, **params)
+            rows.append({"backend": backend, "side": int(size), "pixels": int(size) ** 2, "seconds": sec})
+    return rows
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of ``log y`` against ``log x``: the exponent ``a`` of ``y ~ x^a``."""
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"need two or more (x, y) pairs of equal length, got {len(x)} and {len(y)}")
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    lx = lx - lx.mean()
+    return float((lx * (ly - ly.mean())).sum() / (lx ** 2).sum())
