@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from segbook.data import SegmentationAugment
-from segbook.experiments.unet import AugmentedPairs, border_band, compare_input_policies, random_crops
-from segbook.models.unet import unet
+from segbook.experiments.unet import AugmentedPairs, border_band, compare_input_policies, random_crops, tiled_vs_one_pass, kaiming_init_
+from segbook.models.unet import UNet, unet
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,3 +102,14 @@ def test_augmented_pairs_repeats_and_transforms():
 def test_augmented_pairs_bad_input(images, masks, kw, match):
     with pytest.raises(ValueError, match=match):
         AugmentedPairs(images, masks, **kw)
+
+
+def test_tiled_vs_one_pass_follows_the_tile_step():
+    torch.manual_seed(0)
+    net = UNet(num_classes=2, in_channels=1, depth=2, base_width=2, padding="valid").eval()
+    kaiming_init_(net)                                                      # context 20, sizes 44 + 4k
+    images = torch.rand(1, 1, 24, 24)
+    assert tiled_vs_one_pass(net, images, tile=48, margin=20) < 1e-4      # step 8: a multiple of 2^2
+    assert tiled_vs_one_pass(net, images, tile=48, margin=21) > 1e-3      # step 6: not a multiple of 2^2
+    with pytest.raises(ValueError, match="valid"):
+        tiled_vs_one_pass(unet(depth=1, base_width=2, num_classes=2), images.expand(1, 3, 24, 24), tile=8, margin=1)

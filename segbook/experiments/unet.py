@@ -16,10 +16,10 @@ import torch
 
 from ..checks import positive_int
 from ..metrics import SegmentationMetrics
-from ..models.unet import INPUT_POLICIES, UNet, center_crop
-from ..sizes import nearest_valid_unet_sizes
+from ..models.unet import INPUT_POLICIES, UNet, center_crop, mirror_pad, predict_tiled
+from ..sizes import is_valid_unet_size, nearest_valid_unet_sizes
 
-__all__ = ["AugmentedPairs", "random_crops", "border_band", "compare_input_policies"]
+__all__ = ["AugmentedPairs", "random_crops", "border_band", "compare_input_policies", "tiled_vs_one_pass", "kaiming_init_"]
 
 
 class AugmentedPairs(torch.utils.data.Dataset):
@@ -149,3 +149,47 @@ def compare_input_policies(model: UNet, images: torch.Tensor, masks: torch.Tenso
         model.set_input_policy(original)
         model.train(was_training)
     return rows
+
+
+@torch.inference_mode()
+def tiled_vs_one_pass(model: UNet, images: torch.Tensor, *, tile: int, margin: int) -> float:
+    """Largest ``|overlap-tile - one pass|`` over the logits of a valid-padding U-Net on ``images [N, C, H, W]``.
+
+    Overlap-tile is :func:`segbook.models.unet.predict_tiled` with windows of ``tile`` and a step of
+    ``tile - 2 * margin``. The reference is one pass of the same net over the whole image, mirrored
+    by the same ``margin`` on the top and left (so tile 0 and the single pass share their pooling
+    grid) and at the bottom and right up to a size the net takes, its logits cropped to ``H x W``.
+    Both give ``[N, K, H, W]``. With ``D`` poolings the two agree (to rounding) when the step is a
+    multiple of ``2^D``; otherwise neighbouring windows pool on grids offset from the single pass.
+    """
+    if not isinstance(model, UNet) or model.padding != "valid":
+        raise ValueError("tiled_vs_one_pass needs a UNet with padding='valid'")
+    model.eval()
+    n, _, h, w = images.shape
+    tiled = predict_tiled(model, images, tile=tile, margin=margin)
+    cm = model.context_margin
+    sides = []
+    for s in (h, w):                      # input side margin + s + (>= margin), valid for the net
+        need = s + 2 * margin
+        sides.append(need if is_valid_unet_size(need, model.depth, "valid")
+                     else nearest_valid_unet_sizes(need, model.depth, "valid")[1])
+    padded = mirror_pad(images, margin, sides[0] - h - margin, margin, sides[1] - w - margin)
+    crop = margin - cm                    # output pixel j is padded input pixel j + cm = image pixel j + cm - margin
+    one = model(padded)[..., crop:crop + h, crop:crop + w]
+    return float((tiled - one).abs().max())
+
+
+def kaiming_init_(model: torch.nn.Module, *, seed: int = 0) -> torch.nn.Module:
+    """Redraw every (transposed) convolution's weights He-normal for ReLU, in place; returns ``model``.
+
+    torch's default initialisation shrinks the signal at every convolution, so in an *untrained*
+    deep U-Net the lower levels barely reach the logits; with this one they do, and properties of
+    the architecture (such as the pooling grid's effect on tiling) show in the outputs.
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            fan_in = m.weight[0].numel() if isinstance(m, torch.nn.Conv2d) else m.weight.shape[0]
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+    return model
