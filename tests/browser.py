@@ -48,12 +48,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # A page asks for some 30 files at once; the default listen backlog of 5 makes a loaded
+    # machine drop connections, and with them a script the page needs.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class StaticServer:
     """Serve ``root`` on ``http://127.0.0.1:<free port>/`` from a thread (use as a context manager)."""
 
     def __init__(self, root: Path):
         handler = functools.partial(_QuietHandler, directory=str(root))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -495,12 +495,33 @@ SCREENSHOTS = Path(os.environ.get("SEGBOOK_SCREENSHOTS", ROOT / "_build" / "scre
 SCROLLERS = ("pre, div.highlight, div.math, mjx-container, div.cell_output, div.output, div.text_html, "
              ".pst-scrollable-table-container, div.output_area")
 
+# MathJax is a deferred script, so it has normally run by the time the page's load event ends
+# the navigation; on a loaded 2-core machine it can still be a moment behind. Poll for its startup
+# promise for up to 30 s, then say what the browser knows about the script's request.
 WAIT_FOR_MATHJAX = """
 const done = arguments[arguments.length - 1];
-const mj = window.MathJax;
-if (!mj || !mj.startup || !mj.startup.promise) { done(mj && mj.version ? "no startup promise" : "MathJax did not load"); return; }
-const timer = setTimeout(() => done("timed out typesetting"), 60000);
-mj.startup.promise.then(() => { clearTimeout(timer); done(""); }, (e) => { clearTimeout(timer); done("failed: " + e); });
+const started = Date.now();
+function fetched() {
+  const el = document.querySelector("script[src*='mathjax']");
+  if (!el) return "no MathJax script tag on the page";
+  const e = performance.getEntriesByName(el.src)[0];
+  if (!e) return "the browser never requested " + el.src;
+  return "request for the script: status " + (e.responseStatus || "?") + ", " + e.transferSize + " bytes over the wire, "
+    + e.decodedBodySize + " decoded, " + Math.round(e.duration) + " ms";
+}
+function poll() {
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) {
+    const timer = setTimeout(() => done("timed out typesetting"), 60000);
+    mj.startup.promise.then(() => { clearTimeout(timer); done(""); }, (e) => { clearTimeout(timer); done("failed: " + e); });
+  } else if (Date.now() - started > 30000) {
+    done((mj && mj.version ? "no startup promise" : "MathJax did not load") + " within 30 s; " + fetched()
+         + "; document " + document.readyState);
+  } else {
+    setTimeout(poll, 100);
+  }
+}
+poll();
 """
 
 PAGE_CHECKS = r"""
@@ -603,7 +624,14 @@ def _load(b, url: str, width: int) -> str:
     """Open ``url`` at ``width`` and wait for MathJax; returns "" or why MathJax is not done."""
     b.set_viewport(width, WIDTHS.get(width, 900))
     b.open(url)
-    return b.run_async(WAIT_FOR_MATHJAX)
+    wait = b.run_async(WAIT_FOR_MATHJAX)
+    if wait:
+        # A script request the local test server dropped is not a fault of the book; a missing or
+        # broken MathJax fails again on the reload, and then the first reason is reported too.
+        b.open(url)
+        again = b.run_async(WAIT_FOR_MATHJAX)
+        wait = again and f"{again} (and on the first load: {wait})"
+    return wait
 
 
 def _report(problems: list[str], limit: int = 60) -> str:
