@@ -60,15 +60,32 @@ def _glued(nb) -> dict:
     return out
 
 
-def execute(path: pathlib.Path, *, timeout: int = 1800, write: bool = True) -> tuple[float, dict]:
-    """Run one notebook; return (seconds, glued values). Raises ``CellExecutionError`` on a failing cell."""
+def _cell_seconds(cell) -> float:
+    """Wall time of one executed cell, from the timestamps nbclient records in its metadata."""
+    from datetime import datetime
+
+    stamps = cell.metadata.get("execution", {})
+    if "iopub.execute_input" not in stamps or "shell.execute_reply" not in stamps:
+        return 0.0
+    start, end = (datetime.fromisoformat(stamps[k].replace("Z", "+00:00"))
+                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    return (end - start).total_seconds()
+
+
+def execute(path: pathlib.Path, *, timeout: int = 1800, write: bool = True,
+            cell_times: list | None = None) -> tuple[float, dict]:
+    """Run one notebook; return (seconds, glued values). Raises ``CellExecutionError`` on a failing cell.
+
+    ``cell_times``, when given, receives ``(cell index, seconds)`` for every code cell."""
     nb = nbformat.read(path, as_version=4)
     _clear(nb)
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
+        if cell_times is not None and cell.cell_type == "code":
+            cell_times.append((i, _cell_seconds(cell)))
         cell.metadata.pop("execution", None)
     if write:
         nbformat.write(nb, path)
@@ -85,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds per compared training (SEGBOOK_SEEDS; default 3 when writing, 1 with --no-write)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="the profile to run (default quick, whatever the device)")
+    parser.add_argument("--cell-times", action="store_true", help="print the cells that took 2 s or more, slowest first")
     parser.add_argument("--show-glue", action="store_true", help="print every glued value after each notebook")
     args = parser.parse_args(argv)
     if args.seed < 0:
@@ -104,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"executing {path} (profile={args.profile}, seed offset={args.seed}, seeds={n_seeds}"
               f"{', not written' if args.no_write else ''}) ...", flush=True)
+        times: list = []
         try:
-            seconds, glued = execute(path.resolve(), timeout=args.timeout, write=not args.no_write)
+            seconds, glued = execute(path.resolve(), timeout=args.timeout, write=not args.no_write, cell_times=times)
         except CellExecutionError as err:
             lines = [ln for ln in str(err).splitlines() if ln.strip()]
             print(f"  FAILED: {lines[-1] if lines else err}", flush=True)
             failed.append(str(path))
             continue
         print(f"  done in {seconds:.1f} s", flush=True)
+        if args.cell_times:
+            for i, t in sorted((c for c in times if c[1] >= 2), key=lambda c: -c[1]):
+                print(f"    cell {i}: {t:.1f} s")
         if args.show_glue:
             for name, value in glued.items():
                 print(f"    {name} = {value}")
