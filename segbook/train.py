@@ -542,7 +542,7 @@ def _fit_in_child(model: nn.Module, make_train_loader: Callable[[], Iterable], k
 
 def fit_many(
     models: Mapping[str, nn.Module],
-    make_train_loader: Callable[[], Iterable],
+    make_train_loader: Union[Callable[[], Iterable], Mapping[str, Callable[[], Iterable]]],
     *,
     workers: Optional[int] = None,
     **fit_kwargs,
@@ -565,7 +565,9 @@ def fit_many(
 
     Args:
         models: ``{name: model}``; the model's own device is used unless ``device=`` is given.
-        make_train_loader: returns the training loader; called once per model.
+        make_train_loader: returns the training loader; called once per model. Or
+            ``{name: () -> loader}``, one factory per model, for models that train on different
+            data (e.g. one augmentation each); it must have the same keys as ``models``.
         workers: processes at once (default :func:`parallel_workers`: one per usable core on a
             Linux CPU, else ``1``). ``1`` trains one model after another in this process.
             CUDA and non-fork platforms always use ``1``.
@@ -579,7 +581,14 @@ def fit_many(
     for name, model in models.items():
         if not isinstance(model, nn.Module):
             raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
-    if not callable(make_train_loader):
+    if isinstance(make_train_loader, Mapping):
+        if set(make_train_loader) != set(models):
+            raise ValueError(f"make_train_loader has loaders for {sorted(make_train_loader)} but the models are "
+                             f"{sorted(models)}: give one loader factory per model, under the model's name")
+        factories = dict(make_train_loader)
+    else:
+        factories = {name: make_train_loader for name in models}
+    if not all(callable(f) for f in factories.values()):
         raise TypeError("make_train_loader must be a callable that returns a fresh training loader "
                         "(e.g. lambda: make_loader(train_set, 16, shuffle=True, seed=rt.seed)); "
                         "one loader object would give each model a different batch order")
@@ -592,7 +601,7 @@ def fit_many(
     limit = parallel_workers(len(models), device)
     workers = limit if workers is None else max(1, min(positive_int(workers, "workers"), limit))
     if workers == 1:
-        return {name: fit(model, make_train_loader(), desc=name, **fit_kwargs) for name, model in models.items()}
+        return {name: fit(model, factories[name](), desc=name, **fit_kwargs) for name, model in models.items()}
 
     threads = max(1, torch.get_num_threads() // workers)
     kwargs = {**fit_kwargs, "progress": False, "log": False}
@@ -609,7 +618,7 @@ def fit_many(
                     # Python 3.12+ warns that forking a multi-threaded process may deadlock: the
                     # child touches none of the other threads' locks (see _fit_in_child).
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    proc = ctx.Process(target=_fit_in_child, args=(model, make_train_loader,
+                    proc = ctx.Process(target=_fit_in_child, args=(model, factories[name],
                                                                    {**kwargs, "desc": name}, threads, send))
                     proc.start()
                 send.close()

@@ -776,6 +776,34 @@ def test_fit_many_reports_a_failure_in_a_child_with_its_name_and_cause():
         fit_many(_two_models(), make, workers=2, **FIT_ARGS)
 
 
+def test_fit_many_gives_each_model_its_own_loader_when_given_a_mapping():
+    # one factory per model (chapter 4's augmentation ablation): each model trains on its own data,
+    # with the numbers fit gives it on that data, in processes or not
+    ds_a, ds_b = _seg_data(), torch.utils.data.TensorDataset(*(t.flip(-1) for t in _seg_data().tensors))
+    makers = {"fcn": lambda: make_loader(ds_a, 8, shuffle=True, seed=3, drop_last=True),
+              "unet": lambda: make_loader(ds_b, 8, shuffle=True, seed=3, drop_last=True)}
+    threads = torch.get_num_threads()
+    for workers in (1, 2):
+        got, ref = _two_models(), _two_models()
+        hist = fit_many(got, makers, workers=workers, **FIT_ARGS)
+        used = max(1, threads // min(workers, parallel_workers(2, "cpu")))
+        torch.set_num_threads(used)
+        try:
+            want = {n: fit(m, makers[n](), progress=False, log=False, desc=n, **FIT_ARGS) for n, m in ref.items()}
+        finally:
+            torch.set_num_threads(threads)
+        for name in got:
+            assert hist[name].step_loss == want[name].step_loss, (workers, name)
+    # the same model on the other loader would have seen other batches: the mapping is honoured
+    swapped = _two_models()
+    other = fit(swapped["unet"], makers["fcn"](), progress=False, log=False, **FIT_ARGS)
+    assert other.step_loss != hist["unet"].step_loss
+    with pytest.raises(ValueError, match=r"loaders for \['fcn'\] but the models are \['fcn', 'unet'\]"):
+        fit_many(_two_models(), {"fcn": makers["fcn"]}, **FIT_ARGS)
+    with pytest.raises(TypeError, match="callable that returns a fresh training loader"):
+        fit_many(_two_models(), {"fcn": makers["fcn"], "unet": make_loader(ds_b, 8)}, **FIT_ARGS)
+
+
 def test_fit_many_rejects_bad_arguments():
     ds = _seg_data()
     loader = make_loader(ds, 8)
