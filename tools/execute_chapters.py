@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cell_times:
             for i, t in sorted((c for c in times if c[1] >= 2), key=lambda c: -c[1]):
                 print(f"    cell {i}: {t:.1f} s")
+        if args.report_claims:
+            print("\n".join(r.rstrip() for r in reports) or "  (no claims report: the chapter has no claims_report() cell)")
         if args.show_glue:
             for name, value in glued.items():
                 print(f"    {name} = {value}")
