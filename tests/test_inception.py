@@ -80,6 +80,28 @@ def test_no_aux_logits():
     assert count_params(m) < count_params(googlenet_small(width=0.125))
 
 
+def test_without_aux_heads_keeps_every_shared_weight_and_trains_on_the_main_output():
+    from segbook.models import without_aux_heads
+
+    torch.manual_seed(0)
+    aux = googlenet_small(num_classes=5, width=0.125)
+    twin = without_aux_heads(aux)
+    shared = {k: v for k, v in aux.state_dict().items() if not k.startswith(("aux1.", "aux2."))}
+    assert shared.keys() == twin.state_dict().keys() and len(shared) < len(aux.state_dict())
+    assert all(torch.equal(v, twin.state_dict()[k]) for k, v in shared.items())   # values, not only names
+    x = torch.randn(2, 3, 16, 16)
+    aux.eval(), twin.eval()
+    assert torch.equal(aux(x), twin(x))                       # the same function at test time
+    twin.train()
+    assert isinstance(twin(x), torch.Tensor) and twin.aux1 is None and aux.aux1 is not None   # original untouched
+    # a second net built with aux_logits=False from the same seed does not share the final classifier
+    torch.manual_seed(0)
+    fresh = googlenet_small(num_classes=5, width=0.125, aux_logits=False)
+    assert not torch.equal(fresh.fc.weight, aux.fc.weight)
+    with pytest.raises(TypeError, match="GoogLeNet"):
+        without_aux_heads(torch.nn.Linear(2, 2))
+
+
 def test_googlenet_small_is_keyword_only():
     with pytest.raises(TypeError):
         googlenet_small(10)  # noqa: num_classes must be named, like the other builders

@@ -21,6 +21,7 @@ Where it departs from the paper / torchvision:
 """
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -39,6 +40,7 @@ __all__ = [
     "inception_3a",
     "without_reductions",
     "googlenet_small",
+    "without_aux_heads",
 ]
 
 
@@ -239,3 +241,21 @@ def googlenet_small(*, num_classes: int = 10, width: float = 0.25, aux_logits: b
                     dropout: float = 0.2, aux_dropout: float = 0.5) -> GoogLeNet:
     """GoogLeNet for 32x32 images with all widths scaled by ``width`` (0.25: about 0.4M parameters)."""
     return GoogLeNet(num_classes, width=width, aux_logits=aux_logits, dropout=dropout, aux_dropout=aux_dropout)
+
+
+def without_aux_heads(model: GoogLeNet) -> GoogLeNet:
+    """An aux-free twin of ``model``: a copy with the same weights in every shared layer.
+
+    For a controlled comparison of the auxiliary classifiers: build one net with them, take this
+    twin, and the two start from identical stem, Inception modules and final classifier (building
+    a second net with ``aux_logits=False`` from the same seed would not: the heads' initialisation
+    draws from the random stream before the final classifier's does). The twin returns ``[N, K]``
+    logits in training mode too, so :func:`segbook.train.fit` trains it on the main loss alone.
+    ``model`` itself is left unchanged.
+    """
+    if not isinstance(model, GoogLeNet):
+        raise TypeError(f"expected a GoogLeNet (e.g. googlenet_small()), got {type(model).__name__}")
+    twin = copy.deepcopy(model)
+    twin.aux_logits = False
+    twin.aux1 = twin.aux2 = None
+    return twin
