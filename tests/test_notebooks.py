@@ -147,26 +147,28 @@ class TestChapterNotebook:
         assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size / 2**20:.1f} MiB; shrink figures"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_visible_code_fits_the_code_column(path):
-    """No visible code line is longer than 88 characters: a longer one scrolls sideways in the
-    book, and its end (an error message, a log's mIoU) is cut off (``tools/long_code_lines.py``)."""
+def _long_code_lines_tool():
+    """tools/long_code_lines.py as a module (tools/ is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("long_code_lines", ROOT / "tools" / "long_code_lines.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_visible_code_fits_the_code_column(path):
+    """No visible code line is longer than 88 characters: a longer one scrolls sideways in the
+    book, and its end (an error message, a log's mIoU) is cut off (``tools/long_code_lines.py``)."""
+    tool = _long_code_lines_tool()
     found = tool.long_lines(path, 88)
     assert not found, (f"{path.name}: {len(found)} visible code line(s) over 88 characters "
                        f"(cell, line, length): {found[:10]}; wrap them (python tools/long_code_lines.py --lines)")
 
 
 def test_long_code_lines_finds_a_long_visible_line_and_skips_hidden_cells(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("long_code_lines", ROOT / "tools" / "long_code_lines.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _long_code_lines_tool()
     long = "x = " + "1 + " * 30 + "1"
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": [long]},
                     {"cell_type": "code", "metadata": {"tags": ["remove-cell"]}, "source": [long]},
