@@ -113,3 +113,25 @@ def test_tiled_vs_one_pass_follows_the_tile_step():
     assert tiled_vs_one_pass(net, images, tile=48, margin=21) > 1e-3      # step 6: not a multiple of 2^2
     with pytest.raises(ValueError, match="valid"):
         tiled_vs_one_pass(unet(depth=1, base_width=2, num_classes=2), images.expand(1, 3, 24, 24), tile=8, margin=1)
+
+
+def test_augmented_pairs_fetches_whole_batches():
+    images = torch.rand(4, 3, 16, 16)
+    masks = torch.randint(0, 4, (4, 16, 16))
+    plain = AugmentedPairs(images, masks, repeats=3)
+    batch = plain.__getitems__([0, 5, 11])
+    assert all(torch.equal(x, images[i % 4]) and torch.equal(y, masks[i % 4]) for (x, y), i in zip(batch, (0, 5, 11)))
+    with pytest.raises(IndexError):
+        plain.__getitems__([0, 12])
+    aug = SegmentationAugment(16, scale=None, color_jitter=0.3, elastic=(3, 2.0))
+    pairs = AugmentedPairs(images, masks, transform=aug, repeats=3)
+    loader = torch.utils.data.DataLoader(pairs, batch_size=6, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    calls = []
+    original = aug.batch
+    aug.batch = lambda *a: calls.append(a[0].shape[0]) or original(*a)
+    torch.manual_seed(0)
+    got = list(loader)
+    assert calls == [6, 6]  # one call per batch, not one per pair
+    assert all(x.shape == (6, 3, 16, 16) and y.shape == (6, 16, 16) for x, y in got)
+    assert all(set(y.unique().tolist()) <= set(masks.unique().tolist()) | {255} for _, y in got)

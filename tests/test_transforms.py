@@ -399,3 +399,145 @@ def test_augment_rejects_bad_elastic(bad):
 def test_elastic_deform_checks_field_shape():
     with pytest.raises(ValueError, match="displacement"):
         elastic_deform(torch.rand(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64), torch.zeros(8, 9, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Batched colour jitter, elastic deformation and flips
+# ----------------------------------------------------------------------------------------------
+from torchvision.transforms.v2 import functional as TVF  # noqa: E402
+
+from segbook.data.transforms import (  # noqa: E402
+    adjust_colors,
+    check_segmentation_batch,
+    elastic_deform,
+    elastic_displacement,
+    hsv_to_rgb,
+    rgb_to_hsv,
+)
+
+
+def _colour_batch(n: int = 6, size: int = 12) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(n, 3, size, size, generator=g)
+    images[0] = 0.5          # grey: no hue
+    images[1, :, :2] = 0.0   # black rows: no saturation
+    images[2, 0] = images[2, 1]  # red = green: ties in the maximum
+    return images
+
+
+@pytest.mark.parametrize("step, reference, low, high", [
+    ("brightness", TVF.adjust_brightness, 0.3, 1.7),
+    ("contrast", TVF.adjust_contrast, 0.3, 1.7),
+    ("saturation", TVF.adjust_saturation, 0.0, 2.0),
+    ("hue", TVF.adjust_hue, -0.5, 0.5),
+])
+def test_adjust_colors_matches_torchvision_step_by_step(step, reference, low, high):
+    images = _colour_batch()
+    factors = torch.linspace(low, high, images.shape[0])
+    out = adjust_colors(images, **{step: factors})
+    expected = torch.stack([reference(x, float(f)) for x, f in zip(images, factors)])
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=0)
+
+
+def test_adjust_colors_applies_the_steps_in_a_fixed_order():
+    images = _colour_batch()
+    n = images.shape[0]
+    f = dict(brightness=torch.full((n,), 1.3), contrast=torch.full((n,), 0.7),
+             saturation=torch.full((n,), 1.5), hue=torch.full((n,), 0.2))
+    x = images
+    for step, reference in (("brightness", TVF.adjust_brightness), ("contrast", TVF.adjust_contrast),
+                            ("saturation", TVF.adjust_saturation), ("hue", TVF.adjust_hue)):
+        x = torch.stack([reference(im, float(v)) for im, v in zip(x, f[step])])
+    torch.testing.assert_close(adjust_colors(images, **f), x, atol=5e-5, rtol=0)
+    assert torch.equal(adjust_colors(images), images)  # no factors: unchanged
+
+
+def test_hsv_round_trip_and_known_colours():
+    images = _colour_batch()
+    torch.testing.assert_close(hsv_to_rgb(rgb_to_hsv(images)), images, atol=1e-5, rtol=0)
+    rgb = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.5, 0.5, 0.5], [0, 0, 0]]).view(5, 3, 1, 1)
+    hsv = rgb_to_hsv(rgb).view(5, 3)
+    torch.testing.assert_close(hsv[:, 0], torch.tensor([0, 1 / 3, 2 / 3, 0, 0]))
+    torch.testing.assert_close(hsv[:, 1], torch.tensor([1.0, 1, 1, 0, 0]))
+    torch.testing.assert_close(hsv[:, 2], torch.tensor([1.0, 1, 1, 0.5, 0]))
+
+
+@pytest.mark.parametrize("images, kw, error, message", [
+    (torch.rand(3, 8, 8), {}, ValueError, r"\[B, 3, H, W\]"),
+    (torch.randint(0, 255, (2, 3, 8, 8)), {}, TypeError, "float"),
+    (torch.rand(2, 3, 8, 8), {"hue": torch.zeros(3)}, ValueError, r"one factor per image, a tensor \[2\]"),
+])
+def test_adjust_colors_bad_input(images, kw, error, message):
+    with pytest.raises(error, match=message):
+        adjust_colors(images, **kw)
+
+
+def test_elastic_batch_equals_pair_by_pair():
+    mask = block_mask(24, 24)
+    images = torch.stack([encode(mask), encode(mask.flip(-1))])
+    masks = torch.stack([mask, mask.flip(-1)])
+    torch.manual_seed(5)
+    fields = elastic_displacement((24, 24), grid=3, std=3.0, n=2)
+    assert fields.shape == (2, 24, 24, 2)
+    warped, warped_masks = elastic_deform(images, masks, fields)
+    for k in range(2):
+        one_image, one_mask = elastic_deform(images[k], masks[k], fields[k])
+        torch.testing.assert_close(warped[k], one_image)
+        assert torch.equal(warped_masks[k], one_mask)
+    torch.manual_seed(5)
+    single = elastic_displacement((24, 24), grid=3, std=3.0)
+    torch.manual_seed(5)
+    assert torch.equal(elastic_displacement((24, 24), grid=3, std=3.0, n=1)[0], single)
+    with pytest.raises(ValueError, match=r"\[2, 24, 24, 2\]"):
+        elastic_deform(images, masks, fields[0])
+
+
+def test_augment_batch_of_one_is_the_pair_call():
+    mask = block_mask(32, 32)
+    image = encode(mask)
+    aug = SegmentationAugment(32, scale=None, vflip=True, elastic=(3, 2.0), color_jitter=(0.3, 0.3, 0.3, 0.2))
+    torch.manual_seed(7)
+    one = aug(image, mask)
+    torch.manual_seed(7)
+    batch = aug.batch(image[None], mask[None])
+    torch.testing.assert_close(batch[0][0], one[0])
+    assert torch.equal(batch[1][0], one[1])
+
+
+def test_augment_batch_flips_each_pair_on_its_own_draw():
+    mask = block_mask(32, 32)
+    images = encode(mask)[None].repeat(64, 1, 1, 1)
+    masks = mask[None].repeat(64, 1, 1)
+    aug = SegmentationAugment(32, scale=None, **GEOMETRY_ONLY)  # flip is the only random step
+    torch.manual_seed(0)
+    out_images, out_masks = aug.batch(images, masks)
+    flipped = [torch.equal(m, mask.flip(-1)) for m in out_masks]
+    assert all(f or torch.equal(m, mask) for f, m in zip(flipped, out_masks))
+    assert 16 < sum(flipped) < 48  # about half, drawn per pair
+    for x, m in zip(out_images, out_masks):
+        assert torch.equal(decode(x), m)  # the image moved with its mask
+
+
+def test_augment_batch_with_geometry_keeps_labels_and_sizes():
+    mask = block_mask(40, 40)
+    images = torch.stack([encode(mask)] * 4)
+    masks = torch.stack([mask] * 4)
+    aug = SegmentationAugment(32, scale=(0.6, 1.4), rotate=20, elastic=(3, 2.0))
+    torch.manual_seed(1)
+    out_images, out_masks = aug.batch(images, masks)
+    assert out_images.shape == (4, 3, 32, 32) and out_masks.shape == (4, 32, 32)
+    assert set(out_masks.unique().tolist()) <= set(mask.unique().tolist()) | {IGNORE_INDEX}
+    assert 0 <= out_images.min() and out_images.max() <= 1
+
+
+@pytest.mark.parametrize("images, masks, error, message", [
+    (torch.rand(3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long), ValueError, r"\[B, 3, H, W\]"),
+    (torch.rand(1, 3, 8, 8), torch.zeros(8, 8, dtype=torch.long), ValueError, r"\[B, H, W\]"),
+    (torch.rand(1, 3, 8, 8), torch.zeros(1, 8, 8), TypeError, "int64 masks"),
+    (torch.rand(2, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long), ValueError, "same number"),
+])
+def test_check_segmentation_batch(images, masks, error, message):
+    with pytest.raises(error, match=message):
+        check_segmentation_batch(images, masks)
+    with pytest.raises(error, match=message):
+        SegmentationAugment(8).batch(images, masks)

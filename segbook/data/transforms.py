@@ -50,6 +50,10 @@ __all__ = [
     "SegmentationEval",
     "ClassificationAugment",
     "check_segmentation_pair",
+    "check_segmentation_batch",
+    "adjust_colors",
+    "rgb_to_hsv",
+    "hsv_to_rgb",
     "elastic_displacement",
     "elastic_deform",
 ]
@@ -161,7 +165,8 @@ def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: list[int]) -> tu
 # Elastic deformation (U-Net)
 # ----------------------------------------------------------------------------------------------
 def elastic_displacement(size: Sequence[int], *, grid: int = 3, std: float = 10.0,
-                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                         generator: Optional[torch.Generator] = None,
+                         n: Optional[int] = None) -> torch.Tensor:
     """A smooth random displacement field ``[H, W, 2]`` (``(dx, dy)`` in pixels), as in U-Net.
 
     Ronneberger et al. draw displacement vectors on a coarse 3x3 grid from a Gaussian with a
@@ -169,14 +174,19 @@ def elastic_displacement(size: Sequence[int], *, grid: int = 3, std: float = 10.
     same with ``grid x grid`` control points spread over the image (corners included).
     (torchvision's ``ElasticTransform`` instead blurs per-pixel noise with a large Gaussian kernel,
     which is about 30 times slower on a 64x64 image.)
+
+    With ``n`` given, ``n`` independent fields ``[n, H, W, 2]`` in one draw (a batch); ``n = 1``
+    draws the same numbers as ``n = None``.
     """
     h, w = _check_hw(tuple(size))
     grid = positive_int(grid, "grid (control points per side)", minimum=2)
+    count = 1 if n is None else positive_int(n, "n (fields to draw)")
     if not isinstance(std, numbers.Real) or std < 0:
         raise ValueError(f"std: expected a displacement standard deviation >= 0 in pixels, got {std!r}")
-    coarse = torch.randn(1, 2, grid, grid, generator=generator) * float(std)
+    coarse = torch.randn(count, 2, grid, grid, generator=generator) * float(std)
     field = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
-    return field[0].permute(1, 2, 0).contiguous()
+    field = field.permute(0, 2, 3, 1).contiguous()
+    return field[0] if n is None else field
 
 
 def elastic_deform(image: torch.Tensor, mask: torch.Tensor, displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,27 +195,142 @@ def elastic_deform(image: torch.Tensor, mask: torch.Tensor, displacement: torch.
     Output pixel ``p`` takes the value at ``p + displacement[p]``; points that land outside the
     image are mirrored back inside (``padding_mode="reflection"``), so no label is invented and the
     mask keeps only values it had. Returns ``(image [3, H, W], mask [H, W])`` with the input dtypes.
+
+    A batch works the same way: ``image [B, 3, H, W]``, ``mask [B, H, W]`` and one field per
+    pair, ``displacement [B, H, W, 2]``.
     """
-    check_segmentation_pair(image, mask)
-    h, w = mask.shape
-    if tuple(displacement.shape) != (h, w, 2):
-        raise ValueError(f"displacement: expected shape [{h}, {w}, 2] for a {h}x{w} image, got {list(displacement.shape)}")
+    batched = image.dim() == 4
+    if batched:
+        check_segmentation_batch(image, mask)
+    else:
+        check_segmentation_pair(image, mask)
+    h, w = mask.shape[-2:]
+    expected = (image.shape[0], h, w, 2) if batched else (h, w, 2)
+    if tuple(displacement.shape) != expected:
+        raise ValueError(f"displacement: expected shape {list(expected)} for {'a batch of ' if batched else 'a '}"
+                         f"{h}x{w} image{'s' if batched else ''}, got {list(displacement.shape)}")
     ys = torch.arange(h, dtype=torch.float32) + 0.5
     xs = torch.arange(w, dtype=torch.float32) + 0.5
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    field = displacement if batched else displacement[None]
     # grid_sample's normalised coordinates with align_corners=False: -1 and 1 are the outer pixel edges.
-    sample = torch.stack(((gx + displacement[..., 0]) / w * 2 - 1, (gy + displacement[..., 1]) / h * 2 - 1), -1)[None]
-    warped = torch.nn.functional.grid_sample(image[None], sample, mode="bilinear", padding_mode="reflection",
-                                             align_corners=False)[0]
+    sample = torch.stack(((gx + field[..., 0]) / w * 2 - 1, (gy + field[..., 1]) / h * 2 - 1), -1)
+    images = image if batched else image[None]
+    masks = mask if batched else mask[None]
+    warped = torch.nn.functional.grid_sample(images, sample, mode="bilinear", padding_mode="reflection",
+                                             align_corners=False)
     # Nearest for the labels; ignored pixels stay ignored (their value is copied like any other label).
-    warped_mask = torch.nn.functional.grid_sample(mask[None, None].float(), sample, mode="nearest",
-                                                  padding_mode="reflection", align_corners=False)[0, 0]
-    return warped, warped_mask.round().long()
+    warped_mask = torch.nn.functional.grid_sample(masks[:, None].float(), sample, mode="nearest",
+                                                  padding_mode="reflection", align_corners=False)[:, 0]
+    warped_mask = warped_mask.round().long()
+    return (warped, warped_mask) if batched else (warped[0], warped_mask[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Colour jitter on a batch (one factor per image)
+# ----------------------------------------------------------------------------------------------
+# The luma weights of ITU-R BT.601, as torchvision's rgb_to_grayscale uses.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _grayscale(images: torch.Tensor) -> torch.Tensor:
+    r, g, b = images.unbind(-3)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(-3)
+
+
+def rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """RGB ``[..., 3, H, W]`` in [0, 1] to HSV ``[..., 3, H, W]``, every channel in [0, 1].
+
+    ``v = max(r, g, b)``, ``s = (max - min) / max`` (0 for black) and the hue ``h`` is the
+    position on the colour hexagon, ``/ 6`` so that it lies in [0, 1): red 0, green 1/3,
+    blue 2/3; grey pixels (``max = min``) get ``h = 0``.
+    """
+    r, g, b = images.unbind(-3)
+    maxc, _ = images.max(dim=-3)
+    minc, _ = images.min(dim=-3)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    # Which channel is the largest decides the hexagon's sector (ties give the same hue).
+    hue = torch.where(maxc == r, ((g - b) / safe) % 6,
+                      torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    return torch.stack((hue, sat, maxc), dim=-3)
+
+
+def hsv_to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """HSV ``[..., 3, H, W]`` (each in [0, 1], hue taken modulo 1) back to RGB ``[..., 3, H, W]``.
+
+    Channel ``n`` in ``(5, 3, 1)`` for ``(r, g, b)`` is ``v - v s clamp(min(k, 4 - k), 0, 1)``
+    with ``k = (n + 6 h) mod 6``: the piecewise-linear hexagon written without sector branches.
+    """
+    h, s, v = images.unbind(-3)
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (n + 6 * h) % 6
+        out.append(v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1))
+    return torch.stack(out, dim=-3)
+
+
+def adjust_colors(images: torch.Tensor, *, brightness: Optional[torch.Tensor] = None,
+                  contrast: Optional[torch.Tensor] = None, saturation: Optional[torch.Tensor] = None,
+                  hue: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue changes with one factor per image of a batch.
+
+    ``images [B, 3, H, W]`` in [0, 1]; each factor ``[B]`` (or ``None`` to skip that step). The
+    steps follow torchvision's definitions, in this fixed order, each clamped to [0, 1]:
+
+    * brightness ``f``: ``f x``;
+    * contrast ``f``: ``f x + (1 - f) mean(gray(x))`` (the image's mean luma);
+    * saturation ``f``: ``f x + (1 - f) gray(x)`` (per pixel);
+    * hue ``d`` in [-0.5, 0.5]: ``h -> (h + d) mod 1`` in HSV.
+
+    (torchvision's ``ColorJitter`` applies the four in a random order per image; a fixed order is
+    what lets a whole batch go through each step at once.) Returns ``[B, 3, H, W]``.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a float tensor [B, 3, H, W], got {_describe(images)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images: expected a float tensor with values in [0, 1], got {images.dtype}")
+    n = images.shape[0]
+    factors = {}
+    for name, f in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation), ("hue", hue)):
+        if f is None:
+            continue
+        if not isinstance(f, torch.Tensor) or tuple(f.shape) != (n,):
+            raise ValueError(f"{name}: expected one factor per image, a tensor [{n}], got {_describe(f)}")
+        factors[name] = f.to(images.dtype).view(n, 1, 1, 1)
+    x = images
+    if "brightness" in factors:
+        x = (factors["brightness"] * x).clamp(0, 1)
+    if "contrast" in factors:
+        mean = _grayscale(x).mean(dim=(-3, -2, -1), keepdim=True)
+        x = (factors["contrast"] * x + (1 - factors["contrast"]) * mean).clamp(0, 1)
+    if "saturation" in factors:
+        x = (factors["saturation"] * x + (1 - factors["saturation"]) * _grayscale(x)).clamp(0, 1)
+    if "hue" in factors:
+        hsv = rgb_to_hsv(x)
+        hsv = torch.cat(((hsv[:, :1] + factors["hue"]) % 1.0, hsv[:, 1:]), dim=1)
+        x = hsv_to_rgb(hsv)
+    return x
 
 
 # ----------------------------------------------------------------------------------------------
 # Segmentation
 # ----------------------------------------------------------------------------------------------
+def check_segmentation_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
+    """Raise a clear error unless ``images`` float32 ``[B, 3, H, W]`` and ``masks`` int64 ``[B, H, W]`` match."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected a float32 tensor [B, 3, H, W], got {_describe(images)}")
+    if not isinstance(masks, torch.Tensor) or masks.dim() != 3:
+        raise ValueError(f"masks: expected an int64 tensor [B, H, W], got {_describe(masks)}")
+    if images.dtype != torch.float32 or masks.dtype != torch.int64:
+        raise TypeError(f"expected float32 images and int64 masks, got {images.dtype} and {masks.dtype}")
+    if images.shape[0] != masks.shape[0] or tuple(images.shape[-2:]) != tuple(masks.shape[-2:]):
+        raise ValueError(f"images {list(images.shape)} and masks {list(masks.shape)}: expected the same "
+                         "number of pairs and the same size")
+
+
 class SegmentationAugment:
     """Random training augmentation for a segmentation pair, with one geometry for both.
 
@@ -220,7 +345,15 @@ class SegmentationAugment:
     5. **elastic**: U-Net's elastic deformation (:func:`elastic_deform`): random displacements on
        a coarse ``g x g`` grid, interpolated bicubically to every pixel, the same field for image
        (bilinear) and mask (nearest, so labels stay labels), borders mirrored;
-    6. **colour jitter**: brightness / contrast / saturation / hue on the image only.
+    6. **colour jitter**: brightness / contrast / saturation / hue on the image only
+       (:func:`adjust_colors`: factors drawn as torchvision's ``ColorJitter`` draws them, applied
+       in that fixed order).
+
+    Steps 1-3 run on one pair at a time (each pair gets its own size) and are skipped when they
+    cannot change anything (no scale range, no rotation, the input already ``size x size``);
+    steps 4-6 run on a whole batch at once. :meth:`batch` augments a batch, which is how
+    :class:`segbook.experiments.unet.AugmentedPairs` feeds a loader; calling the object on one
+    pair is the same computation with a batch of one.
 
     Args:
         size: side of the square output.
@@ -231,7 +364,7 @@ class SegmentationAugment:
         rotate: maximum rotation in degrees (0 switches rotation off).
         color_jitter: ``None`` (off), a float ``j`` (brightness, contrast and saturation factors
             drawn from ``[1 - j, 1 + j]``), or a tuple ``(brightness, contrast, saturation[, hue])``
-            as for :class:`torchvision.transforms.v2.ColorJitter`.
+            as for :class:`torchvision.transforms.v2.ColorJitter` (hue shifts from ``[-hue, hue]``).
         elastic: ``None`` (off) or ``(grid, std)``: control points per side and the standard
             deviation of their displacement in pixels (the paper: ``(3, 10.0)`` on 572-pixel tiles;
             e.g. ``(4, 2.5)`` on a 64x64 image).
@@ -290,26 +423,59 @@ class SegmentationAugment:
                 v2.RandomRotation(self.rotate, interpolation=v2.InterpolationMode.BILINEAR, fill=fill)
             )
         steps.append(v2.RandomCrop(self.size, pad_if_needed=True, fill=fill))
-        if self.hflip:
-            steps.append(v2.RandomHorizontalFlip(p=0.5))
-        if self.vflip:
-            steps.append(v2.RandomVerticalFlip(p=0.5))
-        if self.color_jitter is not None:
-            b, c, s, h = self.color_jitter
-            steps.append(v2.ColorJitter(brightness=b, contrast=c, saturation=s, hue=h))
         self.transform = v2.Compose(steps)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_segmentation_pair(image, mask)
+    def _geometry_is_identity(self, height: int, width: int) -> bool:
+        return self._short_side == (self.size, self.size) and self.rotate == 0 and height == width == self.size
+
+    def _geometry(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 1-3 on one pair: ``[3, H, W], [H, W] -> [3, size, size], [size, size]``."""
         lo, hi = self._short_side
         short = int(torch.randint(lo, hi + 1, ())) if hi > lo else lo
         pair = _resize_pair(tv_tensors.Image(image), tv_tensors.Mask(mask), [short])
         out_image, out_mask = self.transform(*pair)
-        out_image, out_mask = _unwrap(out_image), _unwrap(out_mask)
+        return _unwrap(out_image), _unwrap(out_mask)
+
+    def _draw(self, n: int, low: float, high: float) -> torch.Tensor:
+        return torch.empty(n).uniform_(low, high)
+
+    def _batch_steps(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 4-6 on ``[B, 3, S, S], [B, S, S]``, one random draw per pair."""
+        n = images.shape[0]
+        for on, dims in ((self.hflip, (-1,)), (self.vflip, (-2,))):
+            if on:
+                flip = torch.rand(n) < 0.5
+                images = torch.where(flip.view(n, 1, 1, 1), images.flip(dims), images)
+                masks = torch.where(flip.view(n, 1, 1), masks.flip(dims), masks)
         if self.elastic is not None and self.elastic[1] > 0:
-            field = elastic_displacement(out_image.shape[-2:], grid=self.elastic[0], std=self.elastic[1])
-            out_image, out_mask = elastic_deform(out_image, out_mask, field)
-        return out_image.clamp(0.0, 1.0), out_mask
+            field = elastic_displacement(images.shape[-2:], grid=self.elastic[0], std=self.elastic[1], n=n)
+            images, masks = elastic_deform(images, masks, field)
+        if self.color_jitter is not None:
+            b, c, s, h = self.color_jitter
+            images = adjust_colors(
+                images,
+                brightness=self._draw(n, max(0.0, 1 - b), 1 + b) if b > 0 else None,
+                contrast=self._draw(n, max(0.0, 1 - c), 1 + c) if c > 0 else None,
+                saturation=self._draw(n, max(0.0, 1 - s), 1 + s) if s > 0 else None,
+                hue=self._draw(n, -h, h) if h > 0 else None)
+        return images.clamp(0.0, 1.0), masks
+
+    def batch(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment a batch: ``images [B, 3, H, W]`` float32, ``masks [B, H, W]`` int64 -> ``[B, 3, size, size]``,
+        ``[B, size, size]``, every pair with its own random draws."""
+        check_segmentation_batch(images, masks)
+        if not self._geometry_is_identity(*images.shape[-2:]):
+            pairs = [self._geometry(i, m) for i, m in zip(images, masks)]
+            images = torch.stack([p[0] for p in pairs])
+            masks = torch.stack([p[1] for p in pairs])
+        return self._batch_steps(images, masks)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_segmentation_pair(image, mask)
+        if not self._geometry_is_identity(*image.shape[-2:]):
+            image, mask = self._geometry(image, mask)
+        images, masks = self._batch_steps(image[None], mask[None])
+        return images[0], masks[0]
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,8 @@ class AugmentedPairs(torch.utils.data.Dataset):
     passed through ``transform(image, mask)`` (e.g. :class:`segbook.data.SegmentationAugment`), so
     with ``repeats = r`` an epoch shows ``r`` fresh random variants of every pair. Without a
     transform the pairs are returned as they are (the same ``r`` copies: equal steps, no new views).
+    A loader fetches a whole batch through :meth:`__getitems__`, which augments it in one call of
+    ``transform.batch`` when the transform has one.
     """
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor, *, transform=None, repeats: int = 1) -> None:
@@ -54,6 +56,21 @@ class AugmentedPairs(torch.utils.data.Dataset):
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         return image, mask
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A whole batch at once (``DataLoader`` calls this when it exists): with a transform that
+        has a ``batch(images, masks)`` method (:class:`segbook.data.SegmentationAugment`), the
+        batch is augmented in one go instead of one pair at a time."""
+        if self.transform is not None and not hasattr(self.transform, "batch"):
+            return [self[i] for i in indices]
+        for i in indices:
+            if not -len(self) <= i < len(self):
+                raise IndexError(f"index {i} out of range for {len(self)} items")
+        rows = torch.tensor([i % self.images.shape[0] for i in indices], dtype=torch.long)
+        images, masks = self.images[rows], self.masks[rows]
+        if self.transform is not None:
+            images, masks = self.transform.batch(images, masks)
+        return list(zip(images, masks))
 
 
 def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int], *,
