@@ -176,3 +176,23 @@ def test_long_code_lines_finds_a_long_visible_line_and_skips_hidden_cells(tmp_pa
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     assert tool.long_lines(path, 88) == [(0, 1, len(long))]
+
+
+FOLDED_OR_HIDDEN = {"remove-input", "remove-cell", "hide-input"}
+MAX_UNFOLDED_LINES = 50
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_bookkeeping_and_long_cells_stay_out_of_the_readers_way(path):
+    """Glue calls live in hidden cells (the reader sees the number in the prose, not the
+    bookkeeping), and a code cell longer than 50 lines is folded (``hide-input``): a page of set-up
+    or plotting code between two paragraphs hides the argument."""
+    glue_call = re.compile(r"\bglue(?:_all)?\(")
+    visible = [(i, "".join(c["source"])) for i, c in enumerate(_load(path)["cells"])
+               if c["cell_type"] == "code" and not (_tags(c) & FOLDED_OR_HIDDEN)]
+    with_glue = [i for i, src in visible if glue_call.search(src)]
+    too_long = [(i, len(src.splitlines())) for i, src in visible if len(src.splitlines()) > MAX_UNFOLDED_LINES]
+    assert not with_glue, (f"{path.name}: visible cells {with_glue} call glue; move the calls into a cell "
+                           "tagged remove-input right after")
+    assert not too_long, (f"{path.name}: cells (index, lines) {too_long} are longer than {MAX_UNFOLDED_LINES} "
+                          "lines; fold them with the hide-input tag or split them")
