@@ -196,3 +196,24 @@ def test_bookkeeping_and_long_cells_stay_out_of_the_readers_way(path):
                            "tagged remove-input right after")
     assert not too_long, (f"{path.name}: cells (index, lines) {too_long} are longer than {MAX_UNFOLDED_LINES} "
                           "lines; fold them with the hide-input tag or split them")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_hidden_glue_cells_display_nothing(path):
+    """A ``remove-input`` cell still shows its outputs: ``glue_all(...)`` as its last line would
+    print the returned dict in the book, and under nbval a trailing ``;`` does not hide it (nbval
+    then reports an unexpected ``text/plain``). Assign it: ``_ = glue_all(...)``."""
+    import ast
+
+    bad = []
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code" or "remove-input" not in _tags(cell):
+            continue
+        body = ast.parse("".join(cell["source"])).body
+        last = body[-1] if body else None
+        if (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                and getattr(last.value.func, "id", "") == "glue_all"):
+            bad.append(i)
+        if any(o.get("output_type") == "execute_result" for o in cell.get("outputs", [])):
+            bad.append(i)
+    assert not bad, f"{path.name}: hidden cells {sorted(set(bad))} display a value; write `_ = glue_all(...)`"
