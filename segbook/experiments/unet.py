@@ -61,15 +61,13 @@ class AugmentedPairs(torch.utils.data.Dataset):
         """A whole batch at once (``DataLoader`` calls this when it exists): with a transform that
         has a ``batch(images, masks)`` method (:class:`segbook.data.SegmentationAugment`), the
         batch is augmented in one go instead of one pair at a time."""
-        if self.transform is not None and not hasattr(self.transform, "batch"):
+        if not hasattr(self.transform, "batch"):  # no transform, or one that takes one pair
             return [self[i] for i in indices]
         for i in indices:
             if not -len(self) <= i < len(self):
                 raise IndexError(f"index {i} out of range for {len(self)} items")
         rows = torch.tensor([i % self.images.shape[0] for i in indices], dtype=torch.long)
-        images, masks = self.images[rows], self.masks[rows]
-        if self.transform is not None:
-            images, masks = self.transform.batch(images, masks)
+        images, masks = self.transform.batch(self.images[rows], self.masks[rows])
         return list(zip(images, masks))
 
 
