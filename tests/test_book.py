@@ -510,6 +510,8 @@ function fetched() {
     + e.decodedBodySize + " decoded, " + Math.round(e.duration) + " ms";
 }
 function poll() {
+  // A page without maths (search, genindex, the bibliography) has no MathJax script to wait for.
+  if (!document.querySelector("script[src*='mathjax']")) { done(""); return; }
   const mj = window.MathJax;
   if (mj && mj.startup && mj.startup.promise) {
     const timer = setTimeout(() => done("timed out typesetting"), 60000);
