@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -109,9 +109,10 @@ class SeededRun:
         return self.history.final if self.history.val else {}
 
 
-def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]], make_train_loader: Callable[[int], Iterable],
-                   seeds: Sequence[int], *, val_loader=None,
-                   workers: Optional[int] = None, **fit_kwargs) -> dict[str, list[SeededRun]]:
+def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]],
+                   make_train_loader: Union[Callable[[int], Iterable], Mapping[str, Callable[[int], Iterable]]],
+                   seeds: Sequence[int], *, val_loader=None, workers: Optional[int] = None,
+                   costs: Optional[Mapping[str, float]] = None, **fit_kwargs) -> dict[str, list[SeededRun]]:
     """Train every model of ``builders`` once per seed, all models of a seed on the same batches.
 
     For each seed ``s``: ``torch.manual_seed(s)`` before each builder (so two builders of the
@@ -121,11 +122,16 @@ def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]], make_train_l
 
     Args:
         builders: ``{name: () -> nn.Module}``, in the order the table should show them.
-        make_train_loader: ``seed -> loader`` (a fresh one per call; each model of a seed gets one).
+        make_train_loader: ``seed -> loader`` (a fresh one per call; each model of a seed gets one);
+            or ``{name: seed -> loader}``, one per builder, for models that train on different
+            data (e.g. each at its own input resolution).
         seeds: e.g. ``rt.seeds``.
         val_loader: evaluated at the end of training (``fit``'s ``val_loader``): a loader, or a
-            callable ``seed -> loader`` when each seed has its own validation data.
+            callable ``seed -> loader`` when each seed has its own validation data; or
+            ``{name: loader or seed -> loader}``, one per builder.
         workers: processes at once (default: one per usable core on a Linux CPU).
+        costs: ``{name: relative training time}``: start the longest first (see
+            :func:`~segbook.train.fit_many`); the numbers do not change.
         **fit_kwargs: passed to :func:`~segbook.train.fit` (``task``, ``epochs``, ``lr``, ...;
             not ``seed``, ``desc`` or ``val_loader``).
 
@@ -140,15 +146,29 @@ def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]], make_train_l
     for bad in ("seed", "desc"):
         if bad in fit_kwargs:
             raise TypeError(f"fit_over_seeds sets {bad}= itself (one run per seed, named by its builder)")
+    for what, given in (("make_train_loader", make_train_loader), ("val_loader", val_loader)):
+        if isinstance(given, Mapping) and set(given) != set(builders):
+            raise ValueError(f"{what} has entries for {sorted(given)} but the builders are {sorted(builders)}: "
+                             "give one per builder, under its name")
+
+    def per_seed(v, s):  # a loader, or seed -> loader
+        return v(s) if callable(v) else v
+
     runs: dict[str, list[SeededRun]] = {name: [] for name in builders}
     for s in seeds:
         models = {}
         for name, build in builders.items():
             torch.manual_seed(s)
             models[name] = build()
-        val = val_loader(s) if callable(val_loader) else val_loader
-        histories = fit_many(models, lambda s=s: make_train_loader(s), workers=workers, val_loader=val,
-                             seed=s, **fit_kwargs)
+        if isinstance(val_loader, Mapping):
+            val = {name: per_seed(v, s) for name, v in val_loader.items()}
+        else:
+            val = per_seed(val_loader, s)
+        if isinstance(make_train_loader, Mapping):
+            train = {name: (lambda f=f, s=s: f(s)) for name, f in make_train_loader.items()}
+        else:
+            train = lambda s=s: make_train_loader(s)  # noqa: E731
+        histories = fit_many(models, train, workers=workers, val_loader=val, costs=costs, seed=s, **fit_kwargs)
         for name in builders:
             runs[name].append(SeededRun(name, s, models[name], histories[name]))
     return runs

@@ -545,6 +545,7 @@ def fit_many(
     make_train_loader: Union[Callable[[], Iterable], Mapping[str, Callable[[], Iterable]]],
     *,
     workers: Optional[int] = None,
+    costs: Optional[Mapping[str, float]] = None,
     **fit_kwargs,
 ) -> dict:
     """Train several independent models on the same batches; on a multi-core CPU, in parallel.
@@ -571,7 +572,13 @@ def fit_many(
         workers: processes at once (default :func:`parallel_workers`: one per usable core on a
             Linux CPU, else ``1``). ``1`` trains one model after another in this process.
             CUDA and non-fork platforms always use ``1``.
+        costs: ``{name: relative training time}`` (any positive unit, e.g. seconds of a trial
+            run): the processes start longest first, which keeps every core busy to the end when
+            the models differ in cost (longest-processing-time scheduling). Default: the order
+            of ``models``. Only the start order changes, never the numbers.
         **fit_kwargs: passed to :func:`fit` (``progress`` and ``log`` are off in child processes).
+            ``val_loader`` may be ``{name: loader}``, one per model (models that take different
+            input sizes), with the same keys as ``models``.
 
     Returns:
         ``{name: History}`` in the order of ``models``.
@@ -594,6 +601,24 @@ def fit_many(
                         "one loader object would give each model a different batch order")
     if "desc" in fit_kwargs:
         raise TypeError("fit_many names each run after its key in models; do not pass desc=")
+    val = fit_kwargs.pop("val_loader", None)
+    if isinstance(val, Mapping):
+        if set(val) != set(models):
+            raise ValueError(f"val_loader has loaders for {sorted(val)} but the models are {sorted(models)}: "
+                             "give one validation loader per model, under the model's name")
+        vals = dict(val)
+    else:
+        vals = {name: val for name in models}
+    start = list(models)
+    if costs is not None:
+        if not isinstance(costs, Mapping) or set(costs) != set(models):
+            raise ValueError(f"costs must map every model name to its relative training time, got keys "
+                             f"{sorted(costs) if isinstance(costs, Mapping) else type(costs).__name__} "
+                             f"for the models {sorted(models)}")
+        for name, c in costs.items():
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+                raise ValueError(f"costs[{name!r}] must be a positive number (a relative training time), got {c!r}")
+        start.sort(key=lambda n: -costs[n])  # stable: equal costs keep the order of models
     device = fit_kwargs.get("device")
     if device is None:
         devices = {next(iter(m.parameters()), torch.empty(0)).device.type for m in models.values()}
@@ -601,12 +626,14 @@ def fit_many(
     limit = parallel_workers(len(models), device)
     workers = limit if workers is None else max(1, min(positive_int(workers, "workers"), limit))
     if workers == 1:
-        return {name: fit(model, factories[name](), desc=name, **fit_kwargs) for name, model in models.items()}
+        histories = {name: fit(models[name], factories[name](), desc=name, val_loader=vals[name], **fit_kwargs)
+                     for name in start}
+        return {name: histories[name] for name in models}
 
     threads = max(1, torch.get_num_threads() // workers)
     kwargs = {**fit_kwargs, "progress": False, "log": False}
     ctx = multiprocessing.get_context("fork")
-    pending = list(models.items())
+    pending = [(name, models[name]) for name in start]
     running: dict = {}
     histories: dict = {}
     try:
@@ -619,7 +646,9 @@ def fit_many(
                     # child touches none of the other threads' locks (see _fit_in_child).
                     warnings.simplefilter("ignore", DeprecationWarning)
                     proc = ctx.Process(target=_fit_in_child, args=(model, factories[name],
-                                                                   {**kwargs, "desc": name}, threads, send))
+                                                                   {**kwargs, "desc": name,
+                                                                    "val_loader": vals[name]},
+                                                                   threads, send))
                     proc.start()
                 send.close()
                 running[name] = (proc, receive)

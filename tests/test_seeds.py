@@ -68,3 +68,24 @@ def test_fit_over_seeds_rejects_bad_arguments():
         fit_over_seeds({"a": _net}, _data, [], task="classification", epochs=1)
     with pytest.raises(TypeError, match="sets seed"):
         fit_over_seeds({"a": _net}, _data, [0], task="classification", epochs=1, seed=3)
+
+
+def test_fit_over_seeds_gives_each_builder_its_own_data_when_given_mappings():
+    # e.g. chapter 1's EfficientNets, each at its own resolution: train and validation data per builder
+    kw = dict(task="classification", num_classes=3, epochs=1, lr=1e-2, device="cpu", progress=False, log=False)
+    small = lambda s: _data(s)                                            # noqa: E731
+    large = lambda s: [(torch.nn.functional.interpolate(x, size=12), y) for x, y in _data(s + 7)]  # noqa: E731
+    vals = {"a": _data(99), "b": lambda s: large(s + 50)}
+    runs = fit_over_seeds({"a": _net, "b": _net}, {"a": small, "b": large}, [3], val_loader=vals,
+                          workers=2, costs={"a": 1.0, "b": 2.0}, **kw)
+    for name, data, val in (("a", small(3), vals["a"]), ("b", large(3), large(53))):
+        torch.manual_seed(3)
+        ref = _net()
+        h = fit(ref, data, val, seed=3, **kw)
+        assert runs[name][0].history.step_loss == h.step_loss, name
+        assert runs[name][0].val["accuracy"] == h.final["accuracy"] and runs[name][0].val["loss"] == h.final["loss"]
+    assert runs["a"][0].history.step_loss != runs["b"][0].history.step_loss   # the mapping is honoured
+    with pytest.raises(ValueError, match=r"make_train_loader has entries for \['a'\] but the builders are \['a', 'b'\]"):
+        fit_over_seeds({"a": _net, "b": _net}, {"a": small}, [0], **kw)
+    with pytest.raises(ValueError, match=r"val_loader has entries for \['b'\]"):
+        fit_over_seeds({"a": _net, "b": _net}, small, [0], val_loader={"b": vals["a"]}, **kw)

@@ -804,6 +804,27 @@ def test_fit_many_gives_each_model_its_own_loader_when_given_a_mapping():
         fit_many(_two_models(), {"fcn": makers["fcn"], "unet": make_loader(ds_b, 8)}, **FIT_ARGS)
 
 
+def test_fit_many_costs_change_the_start_order_not_the_numbers_and_val_loaders_may_differ():
+    ds = _seg_data()
+    make = lambda: make_loader(ds, 8, shuffle=True, seed=3, drop_last=True)  # noqa: E731
+    vals = {"fcn": make_loader(_seg_data(n=8), 8), "unet": make_loader(_seg_data(n=8, size=16), 8)}
+    for workers in (1, 2):
+        plain, ordered = _two_models(), _two_models()
+        want = fit_many(plain, make, workers=workers, val_loader=vals, **FIT_ARGS)
+        got = fit_many(ordered, make, workers=workers, val_loader=vals, costs={"fcn": 1, "unet": 3.5}, **FIT_ARGS)
+        assert list(got) == ["fcn", "unet"]                                  # returned in the order of models
+        for name in plain:
+            assert got[name].step_loss == want[name].step_loss, (workers, name)
+            assert got[name].final == want[name].final
+        assert got["fcn"].final != got["unet"].final                         # each scored on its own loader
+    with pytest.raises(ValueError, match=r"costs must map every model name"):
+        fit_many(_two_models(), make, costs={"fcn": 1}, **FIT_ARGS)
+    with pytest.raises(ValueError, match=r"costs\['unet'\] must be a positive number"):
+        fit_many(_two_models(), make, costs={"fcn": 1, "unet": 0}, **FIT_ARGS)
+    with pytest.raises(ValueError, match=r"val_loader has loaders for \['fcn'\]"):
+        fit_many(_two_models(), make, val_loader={"fcn": vals["fcn"]}, **FIT_ARGS)
+
+
 def test_fit_many_rejects_bad_arguments():
     ds = _seg_data()
     loader = make_loader(ds, 8)
