@@ -1,4 +1,6 @@
 """Tests for segbook.experiments.backbones: the chapter-1 compound-scaling table."""
+import math
+
 import pytest
 import torch
 
@@ -32,3 +34,67 @@ def test_rows_are_measured_at_each_models_own_resolution():
 def test_empty_phis_is_an_error():
     with pytest.raises(ValueError, match="phis is empty"):
         efficientnet_scaling_table(())
+
+
+def test_single_dimension_scaling_matches_the_target_cost_one_dimension_at_a_time():
+    from segbook.analysis import count_macs
+    from segbook.experiments.backbones import single_dimension_scaling
+    from segbook.models import efficientnet_small, scaled_efficientnet_small
+    target = count_macs(efficientnet_small(1, base_resolution=16), (1, 3, 18, 18))
+    rows = single_dimension_scaling(target, base_resolution=16)
+    assert [r["scaling"] for r in rows] == ["width", "depth", "resolution"]
+    for r in rows:
+        # only the named dimension moved
+        others = {"width": ("depth_mult", "resolution"), "depth": ("width_mult", "resolution"),
+                  "resolution": ("depth_mult", "width_mult")}[r["scaling"]]
+        assert all(r[k] == (16 if k == "resolution" else 1.0) for k in others), r
+        m = scaled_efficientnet_small(depth_mult=r["depth_mult"], width_mult=r["width_mult"], resolution=r["resolution"])
+        assert count_macs(m, (1, 3, r["resolution"], r["resolution"])) == r["macs"]     # measured, not estimated
+        assert r["macs_ratio"] == pytest.approx(r["macs"] / target) and r["blocks"] == sum(m.stage_repeats)
+        # nothing on the grid comes closer: one step down is cheaper and further or equal, one step up dearer
+        step = {"width": ("width_mult", 0.01), "depth": ("depth_mult", 0.01), "resolution": ("resolution", 1)}
+        key, dv = step[r["scaling"]]
+        for sign in (-1, 1):
+            kw = {k: r[k] for k in ("depth_mult", "width_mult", "resolution")}
+            kw[key] = round(kw[key] + sign * dv, 2) if key != "resolution" else kw[key] + sign
+            if kw[key] < (16 if key == "resolution" else 1.0):
+                continue
+            n = scaled_efficientnet_small(**kw)
+            other = count_macs(n, (1, 3, kw["resolution"], kw["resolution"]))
+            assert abs(math.log(other / target)) >= abs(math.log(r["macs"] / target)) - 1e-12, (r, kw)
+    by = {r["scaling"]: r for r in rows}
+    assert by["depth"]["depth_mult"] > 2 and by["width"]["width_mult"] > 1.4 and by["resolution"]["resolution"] > 20
+    assert all(0.8 < r["macs_ratio"] < 1.25 for r in rows)
+    with pytest.raises(ValueError, match="dimensions"):
+        single_dimension_scaling(target, dimensions=("height",))
+    with pytest.raises(ValueError, match="target_macs"):
+        single_dimension_scaling(0)
+
+
+def test_efficientnet_scaling_controls_lists_the_base_the_compound_net_and_its_controls():
+    from segbook.analysis import count_macs
+    from segbook.experiments.backbones import efficientnet_scaling_controls
+    rows = efficientnet_scaling_controls(1, base_resolution=16, num_classes=7)
+    assert [r["scaling"] for r in rows] == ["base", "compound", "width", "depth", "resolution"]
+    assert rows[1]["macs_ratio"] == 1.0 and rows[0]["resolution"] == 16 and rows[1]["resolution"] == 18
+    for r in rows:
+        torch.manual_seed(0)
+        m = r["build"]()
+        assert m(torch.randn(2, 3, r["resolution"], r["resolution"])).shape == (2, 7)
+        assert count_macs(m, (1, 3, r["resolution"], r["resolution"])) == r["macs"]
+
+
+def test_scaled_efficientnet_small_is_efficientnet_small_with_the_multipliers_given_one_by_one():
+    from segbook.models import scaled_efficientnet_small
+    torch.manual_seed(0)
+    a = efficientnet_small(2, base_resolution=16)
+    torch.manual_seed(0)
+    b = scaled_efficientnet_small(depth_mult=a.depth_mult, width_mult=a.width_mult, resolution=a.resolution)
+    assert (b.scaling, b.resolution, b.stage_repeats) == (None, a.resolution, a.stage_repeats)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a.scaling.phi == 2 and a.depth_mult == pytest.approx(1.44)
+    wide = scaled_efficientnet_small(width_mult=1.5)
+    assert wide.stage_repeats == efficientnet_small(0).stage_repeats and wide.stage_channels[-1] == 144
+    for bad in (dict(depth_mult=0), dict(width_mult=float("nan")), dict(resolution=0)):
+        with pytest.raises(ValueError):
+            scaled_efficientnet_small(**bad)

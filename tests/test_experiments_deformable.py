@@ -107,3 +107,42 @@ def test_train_demo_is_deterministic_and_gives_plottable_points():
     assert layer.sampling_points(offsets).shape == (2, 22, 22, 9, 2)
     with pytest.raises(ValueError):
         train_deformable_demo(steps=0)
+
+
+def test_dilated_twin_has_the_same_weights_a_wider_grid_and_the_same_output_size():
+    torch.manual_seed(0)
+    plain = TinyConvNet().eval()
+    wide = plain.dilated_twin(5).eval()
+    assert wide.conv2.dilation == (5, 5) and wide.conv2.padding == (5, 5)
+    assert torch.equal(wide.conv2.weight, plain.conv2.weight) and wide.conv2.weight is not plain.conv2.weight
+    x, _ = blob_pair_batch(0, 0, 2)
+    assert wide.features(x).shape == plain.features(x).shape == (2, 8, 22, 22)
+    # a unit of the dilated conv reads its input 5 px away: an impulse there moves it, one 2 px away does not
+    conv = wide.conv2
+    with torch.no_grad():
+        base = conv(torch.zeros(1, 8, 22, 22))
+        for dy, moved in ((5, True), (2, False)):
+            z = torch.zeros(1, 8, 22, 22)
+            z[0, :, 11 + dy, 11] = 1.0
+            assert bool((conv(z) - base)[0, :, 11, 11].abs().sum() > 0) == moved, dy
+    assert TinyConvNet(dilation=3).conv2.dilation == (3, 3)
+    with pytest.raises(ValueError, match="plain net"):
+        wide.dilated_twin(2)
+    with pytest.raises(ValueError, match="plain net"):
+        plain.deformable_twin().dilated_twin(2)
+    with pytest.raises(ValueError, match="either deformable or dilated"):
+        TinyConvNet(deformable=True, dilation=2)
+    with pytest.raises(ValueError, match="dilation"):
+        plain.dilated_twin(0)
+
+
+def test_train_demo_trains_the_dilated_baseline_on_the_same_batches_or_skips_it():
+    r = train_deformable_demo(seed=3, steps=3, batch_size=8, test_size=16)
+    assert r.dilation == 5 and len(r.dilated_history) == 3 and 0.0 <= r.dilated_accuracy <= 1.0
+    assert r.dilated_model.conv2.dilation == (5, 5) and not r.dilated_model.training
+    # all three start from one set of weights: the first step's loss of plain and dilated nets differ only
+    # through the wider grid, and without the baseline the other two nets are unchanged
+    none = train_deformable_demo(seed=3, steps=3, batch_size=8, test_size=16, dilation=None)
+    assert none.dilation is None and none.dilated_model is None and none.dilated_history == []
+    assert none.plain_history == r.plain_history and none.deform_history == r.deform_history
+    assert "dilated (rate 5)" in repr(r) and "dilated" not in repr(none)

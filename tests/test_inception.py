@@ -125,3 +125,32 @@ def test_inception_aux_head_shapes_and_parameters():
     # 1x1 conv (no bias, BN) + FC(8*16 -> 32) + FC(32 -> 10)
     expected = 64 * 8 + 2 * 8 + (8 * 16 * 32 + 32) + (32 * 10 + 10)
     assert count_params(head) == expected
+
+
+def test_aux_classifier_is_the_side_head_on_the_shared_trunk():
+    from segbook.models import aux_classifier, googlenet_small, without_aux_heads
+    torch.manual_seed(0)
+    net = googlenet_small(num_classes=5, width=0.125).eval()
+    x = torch.randn(3, 3, 16, 16)
+    # reference: what forward() feeds each head in training mode, recomputed by hand in eval mode
+    feats = {}
+    hooks = [getattr(net, n).register_forward_hook(lambda m, i, o, n=n: feats.__setitem__(n, o))
+             for n in ("inception4a", "inception4d")]
+    with torch.no_grad():
+        net(x)
+        for h in hooks:
+            h.remove()
+        for which, tap, head in ((1, "inception4a", net.aux1), (2, "inception4d", net.aux2)):
+            got = aux_classifier(net, which)(x)
+            assert got.shape == (3, 5)
+            assert torch.allclose(got, head(feats[tap]), atol=1e-6), which
+    side = aux_classifier(net, 1)
+    assert side.model is net and sum(p.numel() for p in side.parameters()) == sum(p.numel() for p in net.parameters())
+    with pytest.raises(ValueError, match="which must be 1"):
+        aux_classifier(net, 3)
+    with pytest.raises(ValueError, match="no auxiliary heads"):
+        aux_classifier(without_aux_heads(net), 1)
+    with pytest.raises(TypeError, match="expected a GoogLeNet"):
+        aux_classifier(torch.nn.Linear(2, 2), 1)
+    with pytest.raises(ValueError, match=r"expected images \[N, 3, H, W\]"):
+        side(torch.randn(2, 1, 16, 16))

@@ -1,17 +1,26 @@
 """Chapter 1 (classification backbones): tables the chapter builds from the models.
 
 ``efficientnet_scaling_table`` measures what compound scaling does to the small EfficientNet of
-:mod:`segbook.models.efficientnet`; it lives here rather than in ``models`` because it is a chapter
-table built with :mod:`segbook.analysis`, which the model code does not need.
+:mod:`segbook.models.efficientnet`, and ``single_dimension_scaling`` finds the depth-only,
+width-only and resolution-only nets of the same cost (the paper's control); they live here rather
+than in ``models`` because they are chapter tables built with :mod:`segbook.analysis`, which the
+model code does not need.
 """
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Optional, Sequence
 
-from ..analysis import count_flops, count_params
-from ..models.efficientnet import efficientnet_small
+from ..analysis import count_flops, count_macs, count_params
+from ..models.efficientnet import (SMALL_STAGES, efficientnet_small, round_filters, round_repeats,
+                                   scaled_efficientnet_small)
 
-__all__ = ["efficientnet_scaling_table"]
+__all__ = ["efficientnet_scaling_table", "single_dimension_scaling", "efficientnet_scaling_controls",
+           "SCALING_DIMENSIONS"]
+
+#: The three single dimensions of Tan and Le's control, in the order of their Fig. 3.
+SCALING_DIMENSIONS = ("width", "depth", "resolution")
 
 
 def efficientnet_scaling_table(
@@ -53,4 +62,112 @@ def efficientnet_scaling_table(
             "ideal_ratio": s.flops_factor / prev_factor if prev_factor is not None else None,
         })
         prev_factor = s.flops_factor
+    return rows
+
+
+def single_dimension_scaling(
+    target_macs: int,
+    *,
+    base_resolution: int = 32,
+    num_classes: int = 10,
+    dimensions: Sequence[str] = SCALING_DIMENSIONS,
+    max_factor: float = 4.0,
+) -> list[dict]:
+    """For each dimension, the base net grown in that dimension alone to cost ``target_macs``.
+
+    The control of compound scaling (Tan and Le, Fig. 3): scale only the width, only the depth or
+    only the input resolution of the base :func:`~segbook.models.efficientnet.efficientnet_small`
+    (``phi = 0`` at ``base_resolution``) until it costs what the compound-scaled net costs, then
+    train all of them the same way. The multiplier is searched upwards on a grid (steps of 0.01 for
+    depth and width, 1 pixel for resolution, up to ``max_factor`` times the base; the cost never
+    falls as a multiplier grows, so the search stops at the first net that costs at least the
+    target) and the one whose
+    *measured* multiply-adds (:func:`~segbook.analysis.count_macs` at ``(1, 3, r, r)``) are
+    closest to ``target_macs`` in ratio wins (the smaller multiplier on a tie). Because block
+    counts, widths and stride-2 map sizes are rounded, costs move in jumps and an exact match is
+    rarely possible: ``macs_ratio`` says how close each one came (e.g. resolution-only can only
+    be 12% below or 21% above a 2.5x target on a 16-pixel base).
+
+    Returns one row per dimension with keys ``scaling`` (the dimension), ``depth_mult``,
+    ``width_mult``, ``resolution`` (build with
+    ``scaled_efficientnet_small(depth_mult=..., width_mult=..., resolution=...)``),
+    ``blocks`` (MBConv count), ``params``, ``macs`` and ``macs_ratio`` (``macs / target_macs``).
+    """
+    if isinstance(target_macs, bool) or not isinstance(target_macs, (int, float)) or not target_macs > 0:
+        raise ValueError(f"target_macs must be a positive number of multiply-adds, got {target_macs!r}")
+    unknown = [d for d in dimensions if d not in SCALING_DIMENSIONS]
+    if unknown or not dimensions:
+        raise ValueError(f"dimensions must be some of {SCALING_DIMENSIONS}, got {tuple(dimensions)!r}")
+    if not max_factor > 1:
+        raise ValueError(f"max_factor must be > 1, got {max_factor!r}")
+
+    def build(d, w):
+        return scaled_efficientnet_small(depth_mult=d, width_mult=w, resolution=base_resolution,
+                                         num_classes=num_classes)
+
+    rows = []
+    for dim in dimensions:
+        best = None  # (|log ratio|, depth_mult, width_mult, resolution, macs)
+        if dim == "resolution":
+            model = build(1.0, 1.0)
+            for r in range(base_resolution, int(base_resolution * max_factor) + 1):
+                macs = count_macs(model, (1, 3, r, r))
+                cand = (abs(math.log(macs / target_macs)), 1.0, 1.0, r, macs)
+                best = cand if best is None or cand[0] < best[0] else best
+                if macs >= target_macs:  # the cost only grows from here
+                    break
+        else:
+            seen: dict = {}
+            for i in range(0, int(round((max_factor - 1) * 100)) + 1):
+                m = round(1 + i / 100, 2)
+                d, w = (m, 1.0) if dim == "depth" else (1.0, m)
+                # rounding makes most neighbouring multipliers the same net: build each net once
+                key = (tuple(round_repeats(st.repeats, d) for st in SMALL_STAGES),
+                       tuple(round_filters(c, w) for c in [16, 256] + [st.channels for st in SMALL_STAGES]))
+                if key not in seen:
+                    seen[key] = count_macs(build(d, w), (1, 3, base_resolution, base_resolution))
+                macs = seen[key]
+                cand = (abs(math.log(macs / target_macs)), d, w, base_resolution, macs)
+                best = cand if best is None or cand[0] < best[0] - 1e-12 else best
+                if macs >= target_macs:  # the cost only grows with the multiplier
+                    break
+        _, d, w, r, macs = best
+        model = build(d, w)
+        rows.append({"scaling": dim, "depth_mult": d, "width_mult": w, "resolution": r,
+                     "blocks": sum(model.stage_repeats), "params": count_params(model), "macs": int(macs),
+                     "macs_ratio": macs / target_macs})
+    return rows
+
+
+def efficientnet_scaling_controls(
+    phi: float = 1,
+    *,
+    base_resolution: int = 32,
+    num_classes: int = 10,
+) -> list[dict]:
+    """The nets of the compound-scaling experiment: the base, the compound-scaled net and the
+    three single-dimension nets of the same cost.
+
+    Rows, in this order: ``"base"`` (``efficientnet_small(0)``), ``"compound"``
+    (``efficientnet_small(phi)``), then ``"width"``, ``"depth"`` and ``"resolution"`` from
+    :func:`single_dimension_scaling` with the compound net's measured multiply-adds as target.
+    Keys: ``scaling``, ``depth_mult``, ``width_mult``, ``resolution`` (train and score the net at
+    ``resolution x resolution``), ``blocks``, ``params``, ``macs``, ``macs_ratio`` (to the
+    compound net) and ``build`` (a no-argument builder, for :func:`segbook.seeds.fit_over_seeds`).
+    """
+    rows = []
+    for scaling, p in (("base", 0), ("compound", phi)):
+        m = efficientnet_small(p, num_classes=num_classes, base_resolution=base_resolution)
+        rows.append({"scaling": scaling, "depth_mult": round(m.depth_mult, 3), "width_mult": round(m.width_mult, 3),
+                     "resolution": m.resolution, "blocks": sum(m.stage_repeats), "params": count_params(m),
+                     "macs": count_macs(m, (1, 3, m.resolution, m.resolution)),
+                     "build": partial(efficientnet_small, p, num_classes=num_classes,
+                                      base_resolution=base_resolution)})
+    target = rows[1]["macs"]
+    for r in rows:
+        r["macs_ratio"] = r["macs"] / target
+    for r in single_dimension_scaling(target, base_resolution=base_resolution, num_classes=num_classes):
+        r["build"] = partial(scaled_efficientnet_small, depth_mult=r["depth_mult"], width_mult=r["width_mult"],
+                             resolution=r["resolution"], num_classes=num_classes)
+        rows.append(r)
     return rows

@@ -17,13 +17,17 @@ with :func:`~segbook.nn.sampling_points`.
 
 What this shows and what it does not: offsets, learned from zero by plain gradient descent, give a
 3x3 kernel a large and sparse receptive field. A dilated convolution with the right rate, a
-deeper or downsampling net would also solve this task; the point is that the deformable layer
-*finds* where to look, starting from a plain conv, and that where it looks depends on the image:
+deeper or downsampling net would also solve this task, and the demo trains the first of these as
+its baseline (:meth:`TinyConvNet.dilated_twin`, rate 5 by default: from the midpoint of a pair,
+its taps at +-5 px plus the first conv's +-1 px reach both blobs at every gap of 9-12 px, so the
+fixed wide grid is given the reach the task needs, chosen by hand); the point is that the
+deformable layer *finds* where to look, starting from a plain conv, and that where it looks
+depends on the image:
 after training, the taps of a unit centred on a blob fly out by several pixels (up to ~15), to where
 a partner blob could be, while on empty background they stay close to the 3x3 grid (seed 0: mean
 ``|offset|`` 1.3 px, standard deviation across positions 1.6 px).
 
-Both nets train through :func:`segbook.train.fit` (Adam: AdamW without weight decay, constant
+All three nets train through :func:`segbook.train.fit` (Adam: AdamW without weight decay, constant
 learning rate, one pass over ``steps * batch_size`` fresh items of :class:`BlobPairs`) and are
 scored with :func:`segbook.train.evaluate`.
 
@@ -56,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..checks import positive_int
 from ..data.synthetic import make_loader
 from ..nn.deform import DeformConv2d
 from ..train import evaluate, fit
@@ -166,17 +171,24 @@ class TinyConvNet(nn.Module):
     """``conv3x3-BN-ReLU -> conv3x3-BN-ReLU -> global average pool -> linear``: ``[N, C, H, W] -> [N, K]``.
 
     With ``deformable=True`` the second conv is a :class:`~segbook.nn.DeformConv2d` (attribute
-    :attr:`deform`; None for the plain net); everything else is identical. Use
-    :meth:`deformable_twin` to get a deformable copy of a plain net with the same weights.
+    :attr:`deform`; None for the plain net); with ``dilation=d`` it is a 3x3 conv with dilation
+    ``d`` (padding ``d``, same output size); everything else is identical. Use
+    :meth:`deformable_twin` or :meth:`dilated_twin` to get such a copy of a plain net with the
+    same weights.
     """
 
     def __init__(self, *, in_channels: int = 1, channels: int = 8, num_classes: int = 2,
-                 deformable: bool = False) -> None:
+                 deformable: bool = False, dilation: int = 1) -> None:
         super().__init__()
+        dilation = positive_int(dilation, "dilation")
+        if deformable and dilation != 1:
+            raise ValueError("a TinyConvNet is either deformable or dilated: pass deformable=True or dilation=d, "
+                             "not both")
         self.conv1 = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2: nn.Module = (DeformConv2d(channels, channels, 3, bias=False) if deformable
-                                 else nn.Conv2d(channels, channels, 3, padding=1, bias=False))
+                                 else nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation,
+                                                bias=False))
         self.bn2 = nn.BatchNorm2d(channels)
         self.fc = nn.Linear(channels, num_classes)
 
@@ -202,6 +214,22 @@ class TinyConvNet(nn.Module):
         twin.conv2 = DeformConv2d.from_conv(self.conv2)
         return twin
 
+    def dilated_twin(self, dilation: int) -> "TinyConvNet":
+        """A deep copy whose second conv has dilation ``dilation`` (padding ``dilation``), same weights.
+
+        The fixed-grid baseline of the deformable twin: the same 9 taps per channel, spread
+        ``dilation`` pixels apart instead of learned.
+        """
+        dilation = positive_int(dilation, "dilation")
+        if self.deform is not None or self.conv2.dilation != (1, 1):
+            raise ValueError("dilated_twin needs a plain net (a 3x3 conv with dilation 1 as conv2)")
+        twin = copy.deepcopy(self)
+        twin.conv2 = nn.Conv2d(self.conv2.in_channels, self.conv2.out_channels, 3, padding=dilation,
+                               dilation=dilation, bias=False)
+        with torch.no_grad():
+            twin.conv2.weight.copy_(self.conv2.weight)
+        return twin
+
 
 @dataclass
 class DeformDemoResult:
@@ -217,14 +245,21 @@ class DeformDemoResult:
     deform_model: TinyConvNet
     plain_history: list[float] = field(default_factory=list)   #: training loss per step
     deform_history: list[float] = field(default_factory=list)
-    seconds: float = 0.0                                       #: wall time of both trainings
+    seconds: float = 0.0                                       #: wall time of all the trainings
+    dilation: Optional[int] = None                             #: the dilated baseline's rate (None: not trained)
+    dilated_accuracy: Optional[float] = None
+    dilated_loss: Optional[float] = None
+    dilated_model: Optional[TinyConvNet] = None
+    dilated_history: list[float] = field(default_factory=list)
     test_images: Optional[torch.Tensor] = None                 #: the first 16 test images, CPU
     test_labels: Optional[torch.Tensor] = None
 
     def __repr__(self) -> str:
+        dilated = ("" if self.dilation is None else
+                   f", dilated (rate {self.dilation}) acc={self.dilated_accuracy:.3f} loss={self.dilated_loss:.3f}")
         return (f"DeformDemoResult(seed={self.seed}, steps={self.steps}, plain acc={self.plain_accuracy:.3f} "
                 f"loss={self.plain_loss:.3f}, deformable acc={self.deform_accuracy:.3f} "
-                f"loss={self.deform_loss:.3f}, {self.seconds:.1f}s)")
+                f"loss={self.deform_loss:.3f}{dilated}, {self.seconds:.1f}s)")
 
 
 def train_deformable_demo(
@@ -237,12 +272,15 @@ def train_deformable_demo(
     test_size: int = 256,
     device: Union[str, torch.device, None] = None,
     num_threads: Optional[int] = 1,
+    dilation: Optional[int] = 5,
     **data_kwargs,
 ) -> DeformDemoResult:
-    """Train the plain net and its deformable twin on the blob-pair task; evaluate on held-out items.
+    """Train the plain net, its deformable twin and a dilated twin on the blob-pair task; evaluate
+    on held-out items.
 
-    Both nets start from the *same* weights (the twin is built with
-    :meth:`TinyConvNet.deformable_twin`, its offsets zero) and see the same batches: training item
+    The nets start from the *same* weights (the twins are built with
+    :meth:`TinyConvNet.deformable_twin`, its offsets zero, and :meth:`TinyConvNet.dilated_twin`
+    with rate ``dilation``; ``None`` trains no dilated baseline) and see the same batches: training item
     ``i`` is ``blob_pair_sample(seed, i)``, test items come from ``split="test"``. Training runs
     through :func:`segbook.train.fit`: Adam (AdamW with no weight decay) at a constant ``lr``,
     ``steps`` steps of ``batch_size`` images, one pass over fresh items. The global torch RNG is
@@ -271,6 +309,9 @@ def train_deformable_demo(
         torch.manual_seed(seed)
         plain = TinyConvNet(channels=channels)
         deform = plain.deformable_twin()
+        nets = {"plain": plain, "deformable": deform}
+        if dilation is not None:
+            nets["dilated"] = plain.dilated_twin(dilation)
     # Training item i is blob_pair_sample(seed, i): step s sees items s*B .. s*B + B - 1, in order.
     train_loader = make_loader(BlobPairs(steps * batch_size, seed=seed, **data_kwargs), batch_size)
     test_set = BlobPairs(test_size, seed=seed, split="test", **data_kwargs)
@@ -281,13 +322,13 @@ def train_deformable_demo(
     try:
         t0 = time.perf_counter()
         hist = {}
-        for name, model in (("plain", plain), ("deformable", deform)):
+        for name, model in nets.items():
             hist[name] = fit(model, train_loader, task="classification", num_classes=2, epochs=1, lr=lr,
                              weight_decay=0.0, optimizer="adamw", schedule=None, device=device, seed=None,
                              progress=False, log=False, desc=name)
         seconds = time.perf_counter() - t0
         scores = {name: evaluate(model, test_loader, task="classification", num_classes=2, device=device)
-                  for name, model in (("plain", plain), ("deformable", deform))}
+                  for name, model in nets.items()}
     finally:
         torch.set_num_threads(old_threads)
     return DeformDemoResult(
@@ -296,4 +337,7 @@ def train_deformable_demo(
         plain_model=plain, deform_model=deform, plain_history=hist["plain"].step_loss,
         deform_history=hist["deformable"].step_loss, seconds=seconds,
         test_images=test_set.images[:16], test_labels=test_set.labels[:16],
+        **({} if dilation is None else dict(
+            dilation=dilation, dilated_accuracy=scores["dilated"]["accuracy"], dilated_loss=scores["dilated"]["loss"],
+            dilated_model=nets["dilated"], dilated_history=hist["dilated"].step_loss)),
     )

@@ -4,10 +4,10 @@ Chapter experiments (toy tasks, training demos, chapter tables) live in :mod:`se
 """
 from .efficientnet import (
     B0_STAGES, SMALL_STAGES, CompoundScaling, EfficientNet, MBConv, StageSpec, compound_scaling,
-    efficientnet_small, round_filters, round_repeats,
+    efficientnet_small, scaled_efficientnet_small, round_filters, round_repeats,
 )
 from .inception import (Inception, InceptionAux, InceptionConfig, GoogLeNet, googlenet_small, inception_3a,
-                        without_aux_heads, without_reductions)
+                        without_aux_heads, without_reductions, aux_classifier)
 from .resnet import (
     BasicBlock, Bottleneck, CifarResNet, PadShortcut, cifar_resnet, he_init, plain8, plain14, plain20, plain32,
     plain44, plain56, plain110, resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, se_resnet20,
@@ -23,10 +23,10 @@ from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rate
 __all__ = [
     # efficientnet
     "B0_STAGES", "SMALL_STAGES", "CompoundScaling", "EfficientNet", "MBConv", "StageSpec", "compound_scaling",
-    "efficientnet_small", "round_filters", "round_repeats",
+    "efficientnet_small", "scaled_efficientnet_small", "round_filters", "round_repeats",
     # inception
     "Inception", "InceptionAux", "InceptionConfig", "GoogLeNet", "googlenet_small", "inception_3a",
-    "without_aux_heads", "without_reductions",
+    "without_aux_heads", "aux_classifier", "without_reductions",
     # resnet
     "BasicBlock", "Bottleneck", "CifarResNet", "PadShortcut", "cifar_resnet", "he_init",
     "plain8", "plain14", "plain20", "plain32", "plain44", "plain56", "plain110",

@@ -66,6 +66,7 @@ __all__ = [
     "MBConv",
     "EfficientNet",
     "efficientnet_small",
+    "scaled_efficientnet_small",
 ]
 
 
@@ -292,6 +293,7 @@ class EfficientNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.head_channels, num_classes)
         self.stage_repeats, self.stage_channels = tuple(repeats), tuple(rf(s.channels) for s in stages)
+        self.width_mult, self.depth_mult = float(width_mult), float(depth_mult)
         #: set by :func:`efficientnet_small`: the compound-scaling multipliers and the input size.
         self.scaling: Optional[CompoundScaling] = None
         self.resolution: Optional[int] = None
@@ -336,8 +338,40 @@ def efficientnet_small(
     from the body. :func:`segbook.experiments.backbones.efficientnet_scaling_table` measures them.
     """
     s = compound_scaling(phi, alpha=alpha, beta=beta, gamma=gamma, base_resolution=base_resolution)
-    model = EfficientNet(SMALL_STAGES, width_mult=s.width_mult, depth_mult=s.depth_mult,
+    model = scaled_efficientnet_small(depth_mult=s.depth_mult, width_mult=s.width_mult, resolution=s.resolution,
+                                      num_classes=num_classes, in_channels=in_channels, dropout=dropout,
+                                      drop_path_rate=drop_path_rate)
+    model.scaling = s
+    return model
+
+
+def scaled_efficientnet_small(
+    *,
+    depth_mult: float = 1.0,
+    width_mult: float = 1.0,
+    resolution: int = 32,
+    num_classes: int = 10,
+    in_channels: int = 3,
+    dropout: float = 0.2,
+    drop_path_rate: float = 0.0,
+) -> EfficientNet:
+    """The network of :func:`efficientnet_small` with depth, width and resolution set one by one.
+
+    For the control experiment of compound scaling: Tan and Le compare it with growing a single
+    dimension (Fig. 3 and 4 of the paper), e.g. ``scaled_efficientnet_small(depth_mult=2.4)``
+    (depth only, at the base resolution) against ``efficientnet_small(1)`` at the same FLOPs
+    (:func:`segbook.experiments.backbones.single_dimension_scaling` finds the matching multiplier).
+    The same rounding applies (``ceil`` block counts, widths to multiples of 8). ``resolution`` is
+    only recorded (``model.resolution``, the size to train and measure it at); ``model.scaling``
+    is ``None`` (no single ``phi`` describes the net); ``model.width_mult`` and
+    ``model.depth_mult`` hold the multipliers.
+    """
+    for name, v in (("depth_mult", depth_mult), ("width_mult", width_mult)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    resolution = positive_int(resolution, "resolution")
+    model = EfficientNet(SMALL_STAGES, width_mult=width_mult, depth_mult=depth_mult,
                          num_classes=num_classes, in_channels=in_channels, stem_channels=16, stem_stride=1,
                          head_channels=256, dropout=dropout, drop_path_rate=drop_path_rate)
-    model.scaling, model.resolution = s, s.resolution
+    model.resolution = resolution
     return model

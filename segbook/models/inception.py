@@ -41,6 +41,7 @@ __all__ = [
     "without_reductions",
     "googlenet_small",
     "without_aux_heads",
+    "aux_classifier",
 ]
 
 
@@ -259,3 +260,40 @@ def without_aux_heads(model: GoogLeNet) -> GoogLeNet:
     twin.aux_logits = False
     twin.aux1 = twin.aux2 = None
     return twin
+
+
+class _AuxClassifier(nn.Module):
+    def __init__(self, model: GoogLeNet, which: int) -> None:
+        super().__init__()
+        self.model, self.which = model, which
+        self.tap = "inception4a" if which == 1 else "inception4d"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images [N, 3, H, W], got {tuple(x.shape)}")
+        x = m.stem(x)
+        for name in m._order:
+            x = getattr(m, name)(x)
+            if name == self.tap:
+                return (m.aux1 if self.which == 1 else m.aux2)(x)
+        raise AssertionError("unreachable: the tap module is always in the order")
+
+
+def aux_classifier(model: GoogLeNet, which: int) -> nn.Module:
+    """The side classifier ``which`` (1: after 4a, 2: after 4d) of ``model`` as a network of its own.
+
+    ``(N, 3, H, W) -> (N, num_classes)``: the images go through the stem and the Inception modules
+    up to the head's tap, then through the head. The module shares ``model``'s weights (nothing
+    is copied) and follows the mode it is put in, so ``segbook.train.evaluate(aux_classifier(net,
+    1), loader, ...)`` scores what the lower head learned, in eval mode, as the main classifier is
+    scored. Raises ``ValueError`` for a net without auxiliary heads.
+    """
+    if not isinstance(model, GoogLeNet):
+        raise TypeError(f"expected a GoogLeNet (e.g. googlenet_small()), got {type(model).__name__}")
+    if which not in (1, 2):
+        raise ValueError(f"which must be 1 (the head after 4a) or 2 (after 4d), got {which!r}")
+    if not model.aux_logits or model.aux1 is None:
+        raise ValueError("this GoogLeNet has no auxiliary heads (built with aux_logits=False or by "
+                         "without_aux_heads)")
+    return _AuxClassifier(model, which)
