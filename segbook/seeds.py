@@ -26,7 +26,8 @@ import torch.nn as nn
 
 from .train import History, fit_many
 
-__all__ = ["SeedSpread", "SeededRun", "spread", "format_spread", "final_loss", "fit_over_seeds", "describe_runs"]
+__all__ = ["SeedSpread", "SeededRun", "spread", "format_spread", "final_loss", "fit_over_seeds", "describe_runs",
+           "accuracy_noise", "paired_verdict"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +187,40 @@ def describe_runs(runs: Mapping[str, Sequence[SeededRun]], metric: str = "accura
         lines.append(f"{name:>{width}}: final training loss {loss}{val}  ({len(rs)} seed{'s' if len(rs) > 1 else ''}, "
                      f"{sec:.1f} s a run)")
     return "\n".join(lines)
+
+
+def accuracy_noise(accuracy: float, n: int) -> float:
+    """One standard error of the difference of two accuracies near ``accuracy``, each measured
+    on ``n`` independent images: ``sqrt(2 p (1 - p) / n)`` (two binomial proportions).
+
+    The yardstick for "measurable" in :func:`paired_verdict`: two nets that classify equally well
+    still differ by about this much on a finite validation set.
+    """
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {accuracy!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive number of images, got {n!r}")
+    return math.sqrt(2.0 * accuracy * (1.0 - accuracy) / n)
+
+
+def paired_verdict(differences: Iterable[float], noise: float, *, k: float = 2.0) -> str:
+    """Classify per-seed differences (``A - B`` on each seed, same data and batches) against noise.
+
+    Returns ``"higher"`` when every difference exceeds ``k * noise``, ``"lower"`` when every one
+    is below ``-k * noise``, ``"none"`` when every one lies within ``k * noise`` of zero, and
+    ``"mixed"`` otherwise (some seeds clearly apart, others not, or both signs). The book words
+    a comparison from this, so the sentence cannot claim more than the seeds show.
+    """
+    d = [float(x) for x in differences]
+    if not d or not all(math.isfinite(x) for x in d):
+        raise ValueError(f"differences must be finite numbers, one per seed, got {d}")
+    if not (math.isfinite(noise) and noise >= 0) or not k > 0:
+        raise ValueError(f"need noise >= 0 and k > 0, got noise={noise!r}, k={k!r}")
+    bar = k * noise
+    if min(d) > bar:
+        return "higher"
+    if max(d) < -bar:
+        return "lower"
+    if max(abs(x) for x in d) <= bar:
+        return "none"
+    return "mixed"

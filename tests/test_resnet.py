@@ -256,3 +256,25 @@ def test_inplace_shortcut_add_matches_the_formula_and_its_gradients(block_cls, s
     torch.testing.assert_close(y1, y2, rtol=0, atol=0)
     for g1, g2 in zip(grads1, grads2):
         torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-7)
+
+
+def test_residual_ratios_with_batch_stats_normalise_by_the_batch_and_leave_the_model_alone():
+    from segbook.models.resnet import residual_ratios
+    torch.manual_seed(0)
+    net = cifar_resnet(8, width=4).eval()
+    x = 3.0 + 5.0 * torch.randn(16, 3, 16, 16)          # far from the initial running mean 0 / variance 1
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    got = residual_ratios(net, x, batch_stats=True)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and not net.training
+    # reference: the same blocks in training mode on a copy, by hand
+    import copy
+    ref = copy.deepcopy(net).train()
+    with torch.no_grad():
+        h = ref.relu(ref.bn1(ref.conv1(x)))
+        want = []
+        for block in (*ref.layer1, *ref.layer2, *ref.layer3):
+            f, s = block.residual(h), h if block.downsample is None else block.downsample(h)
+            want.append((f.norm() / s.norm()).item())
+            h = block.relu(f + s)
+    assert got == pytest.approx(want, rel=1e-5)
+    assert got != pytest.approx(residual_ratios(net, x), rel=1e-3)   # the running statistics differ

@@ -89,3 +89,24 @@ def test_fit_over_seeds_gives_each_builder_its_own_data_when_given_mappings():
         fit_over_seeds({"a": _net, "b": _net}, {"a": small}, [0], **kw)
     with pytest.raises(ValueError, match=r"val_loader has entries for \['b'\]"):
         fit_over_seeds({"a": _net, "b": _net}, small, [0], val_loader={"b": vals["a"]}, **kw)
+
+
+def test_accuracy_noise_and_paired_verdict():
+    from segbook.seeds import accuracy_noise, paired_verdict
+    assert accuracy_noise(0.5, 1000) == pytest.approx((2 * 0.25 / 1000) ** 0.5)
+    assert accuracy_noise(1.0, 10) == 0.0
+    n = 0.01
+    assert paired_verdict([0.05, 0.03, 0.021], n) == "higher"
+    assert paired_verdict([-0.05, -0.03], n) == "lower"
+    assert paired_verdict([0.02, -0.02, 0.0], n) == "none"         # at the bar counts as within
+    assert paired_verdict([0.05, 0.01], n) == "mixed"              # one seed clear, one not
+    assert paired_verdict([0.05, -0.05], n) == "mixed"
+    assert paired_verdict([0.005], 0.0) == "higher"
+    with pytest.raises(ValueError, match="one per seed"):
+        paired_verdict([], n)
+    with pytest.raises(ValueError, match="noise"):
+        paired_verdict([0.1], -1)
+    with pytest.raises(ValueError, match="accuracy"):
+        accuracy_noise(1.5, 10)
+    with pytest.raises(ValueError, match="positive number of images"):
+        accuracy_noise(0.5, 0)

@@ -25,6 +25,8 @@ Where it departs from torchvision / the paper:
 """
 from __future__ import annotations
 
+import copy
+
 from typing import Optional, Type, Union
 
 import torch
@@ -300,12 +302,18 @@ class CifarResNet(nn.Module):
 
 
 @torch.no_grad()
-def residual_ratios(model: CifarResNet, images: torch.Tensor) -> list[float]:
+def residual_ratios(model: CifarResNet, images: torch.Tensor, *, batch_stats: bool = False) -> list[float]:
     """Relative size of every block's residual branch, ``||F(x)|| / ||shortcut(x)||``, for a batch.
 
     ``images``: ``[N, 3, H, W]``; norms are taken over the whole batch tensor. Runs in eval mode
     (the model's mode is restored). Small ratios mean the blocks act as small corrections to the
     identity, the behaviour He et al. (2016, Fig. 7) report for trained ResNets.
+
+    ``batch_stats=True`` normalises with this batch's own statistics instead of the running ones
+    (on a copy of the model in training mode, so nothing of ``model`` changes): the way to measure
+    an *untrained* net, whose running statistics are still the initial mean 0 and variance 1 and
+    would leave every activation unnormalised. Compare a trained net with its initial weights
+    this way to see what training did to the branches.
 
     Returns:
         one float per block, from input to output.
@@ -313,15 +321,16 @@ def residual_ratios(model: CifarResNet, images: torch.Tensor) -> list[float]:
     if not isinstance(model, CifarResNet) or not model.shortcuts:
         raise ValueError("residual_ratios needs a CifarResNet with shortcuts=True")
     was_training = model.training
-    model.eval()
+    net = copy.deepcopy(model).train() if batch_stats else model.eval()
     try:
-        x = model.relu(model.bn1(model.conv1(to_module(images, model))))
-        norms = []
-        for block in (*model.layer1, *model.layer2, *model.layer3):
-            f = block.residual(x)
-            s = x if block.downsample is None else block.downsample(x)
-            norms.append(torch.stack((torch.linalg.vector_norm(f), torch.linalg.vector_norm(s))))
-            x = block.relu(f + s)
+        with torch.no_grad():
+            x = net.relu(net.bn1(net.conv1(to_module(images, net))))
+            norms = []
+            for block in (*net.layer1, *net.layer2, *net.layer3):
+                f = block.residual(x)
+                s = x if block.downsample is None else block.downsample(x)
+                norms.append(torch.stack((torch.linalg.vector_norm(f), torch.linalg.vector_norm(s))))
+                x = block.relu(f + s)
     finally:
         model.train(was_training)
     ratios = torch.stack(norms)
