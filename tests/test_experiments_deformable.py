@@ -146,3 +146,13 @@ def test_train_demo_trains_the_dilated_baseline_on_the_same_batches_or_skips_it(
     assert none.dilation is None and none.dilated_model is None and none.dilated_history == []
     assert none.plain_history == r.plain_history and none.deform_history == r.deform_history
     assert "dilated (rate 5)" in repr(r) and "dilated" not in repr(none)
+
+
+def test_train_demo_gives_the_same_numbers_in_processes_and_in_this_process():
+    threads = torch.get_num_threads()
+    one = train_deformable_demo(seed=4, steps=3, batch_size=8, test_size=16, workers=1)
+    many = train_deformable_demo(seed=4, steps=3, batch_size=8, test_size=16, workers=2)
+    assert torch.get_num_threads() == threads
+    for name in ("plain_history", "deform_history", "dilated_history"):
+        assert getattr(one, name) == getattr(many, name), name
+    assert (one.deform_accuracy, one.dilated_loss) == (many.deform_accuracy, many.dilated_loss)

@@ -63,7 +63,7 @@ from torch.utils.data import Dataset
 from ..checks import positive_int
 from ..data.synthetic import make_loader
 from ..nn.deform import DeformConv2d
-from ..train import evaluate, fit
+from ..train import evaluate, fit_many
 
 __all__ = [
     "BLOB_PAIR_CLASSES",
@@ -273,6 +273,7 @@ def train_deformable_demo(
     device: Union[str, torch.device, None] = None,
     num_threads: Optional[int] = 1,
     dilation: Optional[int] = 5,
+    workers: Optional[int] = None,
     **data_kwargs,
 ) -> DeformDemoResult:
     """Train the plain net, its deformable twin and a dilated twin on the blob-pair task; evaluate
@@ -291,7 +292,9 @@ def train_deformable_demo(
     pass more ``steps`` on a GPU. On the CPU the training runs with ``num_threads`` intra-op
     threads (1 by default, restored afterwards): these nets are far too small to gain from more,
     and torchvision's CPU ``deform_conv2d`` slowed down 5-7x with 2 threads on a busy 2-core machine
-    (``None`` keeps torch's setting). ``data_kwargs`` go to :func:`blob_pair_sample` (``size``,
+    (``None`` keeps torch's setting). On a multi-core Linux CPU the nets train at once, one
+    process each (:func:`segbook.train.fit_many`; ``workers=1`` trains them one after another in
+    this process, with the same numbers). ``data_kwargs`` go to :func:`blob_pair_sample` (``size``,
     ``min_gap``, ``max_gap``, ``sigma``, ``margin``, ``noise``).
 
     Then, e.g.::
@@ -313,7 +316,7 @@ def train_deformable_demo(
         if dilation is not None:
             nets["dilated"] = plain.dilated_twin(dilation)
     # Training item i is blob_pair_sample(seed, i): step s sees items s*B .. s*B + B - 1, in order.
-    train_loader = make_loader(BlobPairs(steps * batch_size, seed=seed, **data_kwargs), batch_size)
+    train_set = BlobPairs(steps * batch_size, seed=seed, **data_kwargs)
     test_set = BlobPairs(test_size, seed=seed, split="test", **data_kwargs)
     test_loader = make_loader(test_set, 128)
     old_threads = torch.get_num_threads()
@@ -321,11 +324,10 @@ def train_deformable_demo(
         torch.set_num_threads(num_threads)
     try:
         t0 = time.perf_counter()
-        hist = {}
-        for name, model in nets.items():
-            hist[name] = fit(model, train_loader, task="classification", num_classes=2, epochs=1, lr=lr,
-                             weight_decay=0.0, optimizer="adamw", schedule=None, device=device, seed=None,
-                             progress=False, log=False, desc=name)
+        # one process per core on a multi-core CPU (the numbers of a one-thread run, fit_many)
+        hist = fit_many(nets, lambda: make_loader(train_set, batch_size), workers=workers,
+                        task="classification", num_classes=2, epochs=1, lr=lr, weight_decay=0.0,
+                        optimizer="adamw", schedule=None, device=device, seed=None, progress=False, log=False)
         seconds = time.perf_counter() - t0
         scores = {name: evaluate(model, test_loader, task="classification", num_classes=2, device=device)
                   for name, model in nets.items()}
