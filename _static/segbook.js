@@ -11,6 +11,10 @@
  * The fix: a click on any other toggle of the same kind is handed to the wired one, which then does
  * what the themes intend (a drawer on narrow screens, collapsing the sidebar on wide ones).
  * Harmless when a later theme release fixes the pairing: a single button is left alone.
+ *
+ * Tables are numbered per chapter ("Table 2.3"), results tables (notebook outputs) and Markdown
+ * tables alike, in page order, as Sphinx numbers the figures: Sphinx numbers only the tables of
+ * its own table directive, and the results tables are raw HTML it never sees.
  */
 (function () {
   "use strict";
@@ -55,7 +59,33 @@
     });
   }
 
+  function numberTables() {
+    const article = document.querySelector("article.bd-article") || document.querySelector("article");
+    if (!article) return;
+    const num = article.querySelector("h1 .section-number");
+    const chapter = num ? num.textContent.trim().replace(/\.$/, "") : "";
+    let n = 0;
+    article.querySelectorAll("table.segbook-results, table.table").forEach((table) => {
+      n += 1;
+      const label = "Table " + (chapter ? chapter + "." : "") + n;
+      let caption = table.querySelector(":scope > caption");
+      if (!caption) {
+        caption = document.createElement("caption");
+        table.insertBefore(caption, table.firstChild);
+      }
+      const sphinx = caption.querySelector(".caption-number");  // a {table} directive's own number
+      if (sphinx) sphinx.remove();
+      const text = caption.textContent.trim();
+      const span = document.createElement("span");
+      span.className = "segbook-table-number";
+      span.textContent = label + (text ? ": " : "");
+      caption.insertBefore(span, caption.firstChild);
+      table.dataset.segbookNumber = label;  // the browser test reads it
+    });
+  }
+
   function init() {
+    numberTables();
     forwardToggles("primary-toggle");
     forwardToggles("secondary-toggle");
     watchMaths(); // MathJax is a deferred script: it has run by DOMContentLoaded

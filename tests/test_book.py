@@ -581,6 +581,17 @@ for (let n = walker.nextNode(); n; n = walker.nextNode()) {
   out.rawMath.push(path(n.parentElement) + ": raw TeX " + JSON.stringify(t.trim().slice(0, 60)));
 }
 for (const e of document.querySelectorAll("mjx-merror")) out.mathErrors.push(path(e) + ": " + (e.getAttribute("data-mjx-error") || ""));
+// every table of the article numbered by segbook.js, in page order, its caption starting with the number
+const num = document.querySelector("article h1 .section-number");
+const chapter = num ? num.textContent.trim().replace(/\.$/, "") : "";
+out.tables = [];
+(document.querySelector("article") || document.body).querySelectorAll("table.segbook-results, table.table").forEach((t, i) => {
+  const want = "Table " + (chapter ? chapter + "." : "") + (i + 1);
+  const cap = t.querySelector(":scope > caption");
+  const text = cap ? cap.textContent.replace(/\s+/g, " ").trim() : "";
+  if (!(text === want || text.startsWith(want + ": ")) || /Table \d+(\.\d+)? .*Table /.test(text))
+    out.tables.push(path(t) + ": caption " + JSON.stringify(text.slice(0, 60)) + ", expected it to start with " + JSON.stringify(want));
+});
 return out;
 """
 
@@ -656,6 +667,7 @@ def _page_problems(result: dict, mathjax_wait: str, base_url: str) -> list[str]:
         if result["typeset"] < result["mathSpans"]:
             problems.append(f"only {result['typeset']} of {result['mathSpans']} formulas typeset")
     problems += result["rawMath"] + [f"TeX error: {e}" for e in result["mathErrors"]]
+    problems += [f"table not numbered: {t}" for t in result.get("tables", [])]
     return problems
 
 
@@ -760,6 +772,34 @@ def test_browser_checks_find_what_they_look_for(tmp_path):
     assert any("cut off by div" in p for p in bad), bad
     assert any("raw TeX" in p for p in bad), bad
     assert good == [], good
+
+
+@built
+def test_tables_are_numbered_per_chapter_with_their_captions(tmp_path):
+    """segbook.js numbers results tables and Markdown tables in page order as "Table <chapter>.<n>",
+    keeps a caption's text after the number, replaces a table directive's own number, and the page
+    check flags a table left unnumbered (here: the same page without the script)."""
+    browser, found = _browser_or_skip()
+    js = (ROOT / "_static" / "segbook.js").read_text()
+    body = ("<article class='bd-article'><h1><span class='section-number'>4. </span>U-Net</h1>"
+            "<table class='segbook-results'><caption>a title</caption><tr><td>1</td></tr></table>"
+            "<table class='segbook-results'><tr><td>2</td></tr></table>"
+            "<table class='table'><caption><span class='caption-number'>Table 4.1 </span>"
+            "<span class='caption-text'>a directive</span></caption><tr><td>3</td></tr></table>"
+            "<table class='indextable'><tr><td>not a content table</td></tr></table></article>")
+    (tmp_path / "with.html").write_text(f"<html><body>{body}<script>{js}</script></body></html>")
+    (tmp_path / "without.html").write_text(f"<html><body>{body}</body></html>")
+    with browser.StaticServer(tmp_path) as server, browser.Browser(*found) as b:
+        b.set_viewport(1280, 900)
+        b.open(server.url + "with.html")
+        captions = b.run("return Array.from(document.querySelectorAll('table')).map("
+                         "(t) => (t.querySelector('caption') || {textContent: ''}).textContent)")
+        good = _page_problems(b.run(PAGE_CHECKS, SCROLLERS), "", server.url)
+        b.open(server.url + "without.html")
+        bad = _page_problems(b.run(PAGE_CHECKS, SCROLLERS), "", server.url)
+    assert captions == ["Table 4.1: a title", "Table 4.2", "Table 4.3: a directive", ""], captions
+    assert good == [], good
+    assert sum("table not numbered" in p for p in bad) == 3, bad
 
 
 def ink_fraction(png: Path) -> float:
