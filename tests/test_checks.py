@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from segbook.checks import int_pair, positive_int
+from segbook.checks import int_pair, positive_float, positive_int
 from segbook.nn.drop_path import DropPath, drop_path
 from segbook.nn.init import he_init
 
@@ -15,8 +15,11 @@ def test_positive_int():
     assert positive_int(3, "n") == 3 and type(positive_int(np.int64(3), "n")) is int
     assert positive_int(0, "padding", minimum=0) == 0
     assert positive_int(None, "r", allow_none=True) is None
-    for bad in (0, -2, 1.0, True, "3", None):
+    for bad in (0, -2):
         with pytest.raises(ValueError, match="n must be a positive int"):
+            positive_int(bad, "n")
+    for bad in (1.0, True, "3", None):  # not an int at all: a TypeError, as int arithmetic would raise
+        with pytest.raises(TypeError, match="n must be a positive int"):
             positive_int(bad, "n")
     with pytest.raises(ValueError, match="padding must be a non-negative int, got -1"):
         positive_int(-1, "padding", minimum=0)
@@ -24,10 +27,28 @@ def test_positive_int():
         positive_int(1, "period", minimum=2)
 
 
+def test_positive_float():
+    assert positive_float(0.5, "lr") == 0.5 and type(positive_float(np.float32(2), "x")) is float
+    assert positive_float(3, "x") == 3.0 and positive_float(None, "x", allow_none=True) is None
+    assert positive_float(0, "p", inclusive=True, maximum=1) == 0.0
+    assert positive_float(1, "p", inclusive=True, maximum=1) == 1.0
+    for bad in (0, -1e-3, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            positive_float(bad, "lr")
+    with pytest.raises(ValueError, match="p must be a finite number >= 0 and <= 1"):
+        positive_float(1.5, "p", inclusive=True, maximum=1)
+    for bad in (True, "0.1", None, torch.tensor(0.1)):
+        with pytest.raises(TypeError, match="lr must be a finite number"):
+            positive_float(bad, "lr")
+
+
 def test_int_pair():
     assert int_pair(3, "k") == (3, 3) and int_pair((2, 5), "k") == (2, 5) and int_pair([0, 1], "p", minimum=0) == (0, 1)
-    for bad in ((1, 2, 3), (0, 1), 2.5, (True, 1), "ab", None):
+    for bad in ((1, 2, 3), (0, 1)):
         with pytest.raises(ValueError, match="k must be an int or a pair"):
+            int_pair(bad, "k")
+    for bad in (2.5, (True, 1), "ab", None):
+        with pytest.raises(TypeError, match="k must be an int or a pair"):
             int_pair(bad, "k")
 
 
