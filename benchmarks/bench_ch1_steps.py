@@ -6,9 +6,9 @@
 For every net chapter 1 trains (quick profile: 16x16 images, batch 64, channels_last, AdamW) one
 full training step (forward, cross-entropy, backward, optimiser step) is timed on random data,
 the nets in turns (round-robin, so drifts in machine load hit all alike), and the median over
-the rounds after warm-up is printed with its ratio to ``cifar_resnet(32, width=8)``, the
+the rounds after warm-up is printed with its ratio to ``cifar_resnet(depth=32, width=8)``, the
 reference. The EfficientNets are the compound-scaling experiment's five nets, each at its own
-resolution (:func:`segbook.experiments.backbones.efficientnet_scaling_controls`). A benchmark,
+resolution (:func:`segbook.experiments.efficientnet_scaling.efficientnet_scaling_controls`). A benchmark,
 not a test: numbers depend on the machine and its load, so nothing asserts on them.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from segbook.experiments.backbones import efficientnet_scaling_controls
+from segbook.experiments.efficientnet_scaling import efficientnet_scaling_controls
 from segbook.models import cifar_resnet, googlenet_small, without_aux_heads
 from segbook.viz import results_table
 
@@ -49,11 +49,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    nets = {"ResNet-32 (reference)": (cifar_resnet(32, width=8), 16),
-            "plain-32": (cifar_resnet(32, width=8, shortcuts=False), 16),
-            "SE-ResNet-32": (cifar_resnet(32, width=8, se_reduction=16), 16),
-            "GoogLeNet, aux heads": (googlenet_small(num_classes=10, width=0.125), 16),
-            "GoogLeNet, no aux heads": (without_aux_heads(googlenet_small(num_classes=10, width=0.125)), 16)}
+    nets = {"ResNet-32 (reference)": (cifar_resnet(depth=32, width=8), 16),
+            "plain-32": (cifar_resnet(depth=32, width=8, shortcuts=False), 16),
+            "SE-ResNet-32": (cifar_resnet(depth=32, width=8, se_reduction=16), 16),
+            "GoogLeNet, aux heads": (googlenet_small(num_classes=10, width_mult=0.125), 16),
+            "GoogLeNet, no aux heads": (without_aux_heads(googlenet_small(num_classes=10, width_mult=0.125)), 16)}
     for r in efficientnet_scaling_controls(1, base_resolution=16):
         nets[f"EfficientNet-s {r['scaling']}"] = (r["build"](), r["resolution"])
     steps = {name: _step_fn(m, res, args.batch) for name, (m, res) in nets.items()}

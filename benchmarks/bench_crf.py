@@ -4,9 +4,9 @@
     python benchmarks/bench_crf.py --threads 1            # torch on one thread, like pydensecrf
     python benchmarks/bench_crf.py --sizes 256 512 --exact-max 0 --images 2
 
-Inputs: synthetic 21-class scenes (:func:`segbook.crf.random_scene`, noisy probabilities from
-:func:`segbook.crf.noisy_probs`) and, with ``--shapes``, ShapesSegmentation masks made noisy the same
-way (6 classes). Every backend refines the same inputs in the same process, one image at a time,
+Inputs: synthetic 21-class scenes (``random_scene``, noisy probabilities from ``noisy_probs``; both
+live in tests/crf_fixtures.py, which the tests share) and, with ``--shapes``, ShapesSegmentation masks
+made noisy the same way (6 classes). Every backend refines the same inputs in the same process, one image at a time,
 after one warm-up call per size; the time is the median over images and repeats. Agreement is the
 share of pixels whose refined label equals pydensecrf's (and the exact backend's, where it runs;
 it is O(N^2), so only up to ``--exact-max`` pixels a side). CUDA rows appear when a GPU is present.
@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 
-from segbook.crf import dense_crf, noisy_probs, pydensecrf_available, random_scene
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))  # for crf_fixtures
+from crf_fixtures import noisy_probs, random_scene  # noqa: E402
+
+from segbook.crf import dense_crf, pydensecrf_available  # noqa: E402
 
 
 def make_inputs(kind: str, size: int, count: int, classes: int, seed: int):

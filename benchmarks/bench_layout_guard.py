@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from segbook.layout import guarded_convs, unguard_cpu_layout
 from segbook.models import deeplabv3, deeplabv3plus
-from segbook.train import resolve_execution
+from segbook.execution import resolve_execution
 
 
 def step_timer(build, channels_last: bool, guard: bool, batch, size):

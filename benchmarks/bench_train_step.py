@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from segbook.train import resolve_execution
+from segbook.execution import resolve_execution
 from segbook.data import ShapesSegmentation, make_loader
 from segbook.nn import ConvBNAct
 from segbook.runtime import pick_device, seed_everything

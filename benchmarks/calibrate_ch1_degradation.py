@@ -18,7 +18,7 @@ out = {}
 for depth in depths:
     for shortcuts in (False, True):
         torch.manual_seed(rt.seed)
-        net = cifar_resnet(depth, width=8, shortcuts=shortcuts)
+        net = cifar_resnet(depth=depth, width=8, shortcuts=shortcuts)
         h = fit(net, make_loader(train_set, BATCH, shuffle=True, seed=rt.seed), make_loader(val_set, 500), task="classification",
                 num_classes=info.num_classes, epochs=1, lr=3e-3, device="cpu", channels_last=True, seed=rt.seed, progress=False, log=False)
         tail = h.step_loss[-(len(h.step_loss) // 5):]

@@ -8,7 +8,8 @@ for an operator that both run equally often.
 """
 import sys, torch, torchvision, collections
 from torch.profiler import profile
-from segbook.models import resnet_classifier, deeplabv3
+from models import resnet_classifier  # benchmarks/models.py (the script's folder is on sys.path)
+from segbook.models import deeplabv3
 from torchvision.models.segmentation import deeplabv3_resnet50
 which = sys.argv[1]
 if which == "r50":

@@ -6,7 +6,7 @@
 
 Sections (each a Markdown table; all are written to ``--output``, default ``benchmarks/RESULTS.md``):
 
-* ``models``: segbook's ImageNet ResNet-18/50 (:func:`segbook.models.resnet_classifier`) and DeepLab v3
+* ``models``: segbook's ImageNet ResNet-18/50 (``resnet_classifier``, ``benchmarks/models.py``) and DeepLab v3
   configured as torchvision's ``deeplabv3_resnet50`` (ResNet-50, output stride 8, ASPP rates 12/24/36,
   256 channels, dropout 0.5, no auxiliary head) against torchvision: one training step (forward,
   cross-entropy, backward, SGD step) and one inference pass (``eval`` + ``inference_mode``), timed in
@@ -122,7 +122,9 @@ def model_pairs(quick: bool):
     import torchvision
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    from segbook.models import deeplabv3, resnet_classifier
+    from models import resnet_classifier  # benchmarks/models.py: only the benchmarks need it
+
+    from segbook.models import deeplabv3
 
     batch = 2 if quick else 8
     seg = 128 if quick else 256
@@ -250,7 +252,7 @@ def bench_layouts(quick: bool, device: torch.device, warmup: int, repeats: int) 
 
     from segbook.data import ShapesSegmentation, make_loader
     from segbook.models import resnet20, unet
-    from segbook.train import resolve_execution
+    from segbook.execution import resolve_execution
 
     batch = 8 if quick else 32
     shapes = ShapesSegmentation(batch * 4, size=64, seed=0)

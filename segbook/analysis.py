@@ -9,6 +9,7 @@ Papers usually quote multiply-adds ("FLOPs" in EfficientNet's tables are mult-ad
 from __future__ import annotations
 
 import copy
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from .checks import positive_int
 from .devices import module_device, module_dtype, to_module
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "empirical_receptive_field",
     "capture",
     "top_channels",
+    "best_time",
 ]
 
 
@@ -365,3 +368,21 @@ def top_channels(features: torch.Tensor, target: torch.Tensor, k: int = 3) -> li
     denom = f.norm(dim=1) * t.norm()
     corr = torch.where(denom > 0, (f @ t) / denom.clamp(min=1e-12), torch.zeros_like(denom))
     return corr.abs().argsort(descending=True, stable=True)[: int(k)].tolist()
+
+
+def best_time(fn: Callable[[], object], *, repeats: int = 2) -> float:
+    """Wall time in seconds of the fastest of ``repeats`` calls of ``fn()`` (no arguments).
+
+    The minimum, not the mean: on a shared machine the slower runs are the ones another process
+    interrupted, so the fastest is the best estimate of what ``fn`` itself costs. For a fair
+    comparison of two functions time both the same way, on the same (idle) machine. A GPU call
+    returns before its kernels finish: synchronise inside ``fn`` (``torch.cuda.synchronize()``).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable with no arguments, got {type(fn).__name__}")
+    times = []
+    for _ in range(positive_int(repeats, "repeats")):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)

@@ -5,8 +5,9 @@ import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
+import torch.nn as nn
 
-__all__ = ["positive_int", "positive_float", "int_pair"]
+__all__ = ["positive_int", "positive_float", "int_pair", "batch_norm_batch_of_one"]
 
 
 def positive_int(value, name: str, *, minimum: int = 1, allow_none: bool = False) -> Optional[int]:
@@ -70,3 +71,29 @@ def int_pair(value: Union[int, Sequence[int]], name: str, *, minimum: int = 1) -
     if len(items) != 2 or any(v < minimum for v in items):
         raise ValueError(what)
     return int(items[0]), int(items[1])
+
+
+def batch_norm_batch_of_one(model: nn.Module, batch_size: int, *, values_per_channel: int = 1) -> Optional[str]:
+    """Why training ``model`` on this batch fails in a batch norm, or ``None`` when it does not.
+
+    In training mode a batch norm normalises every channel over the batch and the positions of
+    its map; with a batch of one image and ``values_per_channel <= 1`` positions (a ``1 x 1`` map:
+    the coarsest map of a small image, or an image-pooling branch) it sees a single value, the
+    variance is zero and torch stops with "Expected more than 1 value per channel". Returns ``None``
+    for any other batch size, more positions, a ``model`` in eval mode or one without batch norm
+    (its modules are searched only for a batch of one); else the cause and the fix, for the
+    caller to put after what it was doing::
+
+        why = batch_norm_batch_of_one(model, x.shape[0])
+        if why:
+            raise ValueError(f"{name} got a batch of one image: {why}, or model.eval() for inference")
+
+    ``fit``, :class:`~segbook.models.segmentation.SegmentationModel` and DeepLab's image pooling
+    use it (the first skips such a batch, the models raise).
+    """
+    if batch_size != 1 or values_per_channel > 1 or not model.training:
+        return None
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    return ("batch norm cannot normalise a single value per channel in training mode; use a batch of 2 or "
+            "more (DataLoader(drop_last=True) avoids a last batch of one)")

@@ -1,22 +1,16 @@
 """Architecture diagrams drawn from the modules themselves: boxes and arrows in matplotlib.
 
 Each function takes a built module (or builds the book's default one) and reads what it draws from
-it -- the convolutions' kernel sizes and channel counts, the branches, the shortcut -- so a
+it -- the convolutions' kernel sizes and channel counts, the branches, the skips -- so a
 diagram cannot disagree with the code the chapter trains. Every function returns a matplotlib
 ``Figure`` sized for the book's text column (:data:`segbook.viz.BOOK_FIGURE_WIDTH` inches wide at
 most), with 9-10 pt text.
 
-Flow is bottom to top for blocks (input at the bottom, as in the papers' figures) and left to
-right for whole networks. Colours mark the kind of operation: convolutions blue, pooling orange,
-normalisation/activation grey, merges (add, concatenate, multiply) green, fully connected purple.
+Flow is bottom to top (input at the bottom, as in the papers' figures) or down and back up for
+the U-Net. Colours mark the kind of operation: convolutions blue, pooling orange, merges
+(concatenations) green, inputs and outputs white.
 
 =============================  ==========================================================
-:func:`inception_diagram`      an :class:`~segbook.models.inception.Inception` module
-:func:`residual_block_diagram` a plain block beside its residual twin (:class:`BasicBlock`)
-:func:`dense_block_diagram`    a :class:`~segbook.models.densenet.DenseBlock`
-:func:`se_block_diagram`       a :class:`~segbook.nn.SqueezeExcite` block
-:func:`mbconv_diagram`         an :class:`~segbook.models.efficientnet.MBConv` block
-:func:`fcn_skip_diagram`       FCN-32s/16s/8s: backbone strides, score layers, fusions
 :func:`transposed_conv_diagram` how a transposed convolution scatters its input (overlaps)
 :func:`unet_diagram`           U-Net: encoder, bottom, decoder, skips, with every map's side
 :func:`deeplab_diagram`        DeepLab v3/v3+: dilated backbone, ASPP branches, decoder
@@ -27,7 +21,7 @@ diagram shows the module's real numbers).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import torch
@@ -39,19 +33,12 @@ from torch import nn
 
 __all__ = [
     "figure_text",
-    "inception_diagram",
-    "residual_block_diagram",
-    "dense_block_diagram",
-    "se_block_diagram",
-    "mbconv_diagram",
-    "fcn_skip_diagram",
     "transposed_conv_diagram",
     "unet_diagram",
     "deeplab_diagram",
 ]
 
-_COLOURS = {"conv": "#cfe2f3", "pool": "#fce5cd", "norm": "#eeeeee", "merge": "#d9ead3", "io": "#ffffff",
-            "fc": "#e4d7f0"}
+_COLOURS = {"conv": "#cfe2f3", "pool": "#fce5cd", "merge": "#d9ead3", "io": "#ffffff"}
 _MAX_WIDTH = 6.4  # inches; segbook.viz.BOOK_FIGURE_WIDTH (not imported: viz imports torch-heavy helpers lazily)
 _FONT = 9
 
@@ -102,13 +89,6 @@ def _box(ax, x: float, y: float, text: str, *, kind: str = "conv", w: float = 1.
     return _Box(x, y, w, h)
 
 
-def _merge(ax, x: float, y: float, symbol: str = "+", r: float = 0.16) -> _Box:
-    """A round merge node: ``"+"`` (add), ``"×"`` (multiply)."""
-    ax.add_patch(plt.Circle((x, y), r, fc=_COLOURS["merge"], ec="0.35", lw=0.8))
-    ax.text(x, y, symbol, ha="center", va="center", fontsize=_FONT + 2)
-    return _Box(x, y, 2 * r, 2 * r)
-
-
 def _arrow(ax, start, end, *, rad: float = 0.0, text: Optional[str] = None, text_offset=(0.0, 0.0),
            color: str = "0.25", fontsize: float = _FONT - 1) -> None:
     ax.annotate("", xy=end, xytext=start,
@@ -118,16 +98,6 @@ def _arrow(ax, start, end, *, rad: float = 0.0, text: Optional[str] = None, text
         mx, my = (start[0] + end[0]) / 2 + text_offset[0], (start[1] + end[1]) / 2 + text_offset[1]
         ax.text(mx, my, text, ha="center", va="center", fontsize=fontsize, color="0.2",
                 bbox=dict(fc="white", ec="none", pad=0.5))
-
-
-def _shortcut(ax, start: _Box, end: _Box, *, side: float, label: str) -> None:
-    """A shortcut that leaves ``start`` sideways, runs up at ``x = side`` and enters ``end``."""
-    x0, y0 = start.right if side > start.x else start.left
-    x1, y1 = end.right if side > end.x else end.left
-    ax.plot([x0, side, side], [y0, y0, y1], color="0.25", lw=0.9)
-    _arrow(ax, (side, y1), (x1, y1))
-    ax.text(side + (0.08 if side > start.x else -0.08), (y0 + y1) / 2, label, rotation=90,
-            ha="left" if side > start.x else "right", va="center", fontsize=_FONT - 1, color="0.2")
 
 
 def figure_text(fig: Figure) -> str:
@@ -143,19 +113,6 @@ def _conv_label(conv: nn.Conv2d) -> str:
     return f"{size}{kind} conv, {conv.out_channels}{stride}"
 
 
-def _ops(module: nn.Module) -> list[tuple[str, str]]:
-    """The convolutions and poolings of ``module`` in order, as ``(kind, label)``."""
-    out = []
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            out.append(("conv", _conv_label(m)))
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
-            name = "max" if isinstance(m, nn.MaxPool2d) else "avg"
-            out.append(("pool", f"{k}×{k} {name} pool"))
-    return out
-
-
 def _last_conv(module: nn.Module) -> nn.Conv2d:
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
@@ -164,303 +121,8 @@ def _last_conv(module: nn.Module) -> nn.Conv2d:
 
 
 # ----------------------------------------------------------------------------------------------
-# Chapter 1: backbones
+# Chapter 3: upsampling
 # ----------------------------------------------------------------------------------------------
-def inception_diagram(module: Optional[nn.Module] = None) -> Figure:
-    """The four branches of an Inception module and their concatenation (GoogLeNet Fig. 2b).
-
-    Args:
-        module: an :class:`~segbook.models.inception.Inception` (default: GoogLeNet's 3a,
-            ``192 -> 256`` channels). Branches are read from ``module.branch1..4``, so the
-            "naive" module (``reductions=False``) shows no 1x1 reductions.
-
-    Returns:
-        The ``Figure``: input at the bottom, one column per branch, the concatenation on top
-        with the branch widths summed (``64 + 128 + 32 + 32 = 256 ch`` for 3a).
-    """
-    if module is None:
-        from .models.inception import inception_3a
-
-        module = inception_3a()
-    branches = [getattr(module, f"branch{i}", None) for i in range(1, 5)]
-    if any(b is None for b in branches):
-        raise TypeError(f"expected an Inception module with branch1..branch4, got {type(module).__name__}")
-    ops = [_ops(b) for b in branches]
-    widths = [_last_conv(b).out_channels for b in branches]
-    depth = max(len(o) for o in ops)
-    height = 0.3 + 0.7 * (depth + 1) + 0.35
-    fig, ax = _canvas(_MAX_WIDTH, height, title=f"Inception module: {module.in_channels} → {sum(widths)} channels")
-    inp = _box(ax, 3.2, 0.3, f"input, {module.in_channels} ch", kind="io", w=2.0)
-    top = 0.3 + 0.7 * (depth + 1)
-    cat = _box(ax, 3.2, top, "concatenate: " + " + ".join(map(str, widths)) + f" = {sum(widths)} ch",
-               kind="merge", w=5.9)
-    for col, branch_ops in enumerate(ops):
-        x = 0.8 + 1.6 * col
-        prev = None
-        for row, (kind, label) in enumerate(branch_ops):
-            b = _box(ax, x, 1.0 + 0.7 * row, label.replace(" conv, ", " conv\n") if len(label) > 15 else label,
-                     kind=kind, w=1.45, h=0.48)
-            _arrow(ax, inp.top if prev is None else prev.top, b.bottom)
-            prev = b
-        _arrow(ax, prev.top, (x, cat.bottom[1]))
-    return fig
-
-
-def residual_block_diagram(block: Optional[nn.Module] = None) -> Figure:
-    """A plain two-layer block beside the same block with a shortcut (He et al. Fig. 2).
-
-    Args:
-        block: a :class:`~segbook.models.resnet.BasicBlock` (default ``BasicBlock(16, 16)``);
-            both panels show its convolutions (``conv1``, ``conv2``: kernel, width, stride), its SE
-            gate if it has one, and the right panel its shortcut (identity, zero-padding or 1x1
-            projection, read from ``block.downsample``).
-
-    Returns:
-        The ``Figure``: left "plain: y = ReLU(F(x))", right "residual: y = ReLU(F(x) + x)".
-    """
-    if block is None:
-        from .models.resnet import BasicBlock
-
-        block = BasicBlock(16, 16)
-    for name in ("conv1", "conv2"):
-        if not isinstance(getattr(block, name, None), nn.Conv2d):
-            raise TypeError(f"expected a BasicBlock with conv1 and conv2, got {type(block).__name__}")
-    in_ch = block.conv1.in_channels
-    layers = [("conv", _conv_label(block.conv1)), ("norm", "BN, ReLU"), ("conv", _conv_label(block.conv2)),
-              ("norm", "BN")]
-    if getattr(block, "se", None) is not None:
-        layers.append(("fc", f"SE gate, {block.se.channels} → {block.se.hidden_channels} → {block.se.channels}"))
-    down = getattr(block, "downsample", None)
-    if down is None:
-        short = "identity x"
-    elif isinstance(down, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in down.modules()):
-        short = f"1×1 conv, {_last_conv(down).out_channels}, stride {_last_conv(down).stride[0]}"
-    else:
-        short = f"{type(down).__name__} (zero-pad to {block.conv2.out_channels} ch)"
-    n = len(layers)
-    height = 0.3 + 0.62 * (n + 3)
-    fig, ax = _canvas(_MAX_WIDTH, height)
-    for panel, residual in enumerate((False, True)):
-        x = 1.45 + 3.2 * panel
-        ax.text(x, height - 0.2, "residual: y = ReLU(F(x) + x)" if residual else "plain: y = ReLU(F(x))",
-                ha="center", va="center", fontsize=_FONT + 1)
-        prev = inp = _box(ax, x, 0.3, f"x, {in_ch} ch", kind="io", w=1.3)
-        for row, (kind, label) in enumerate(layers):
-            b = _box(ax, x, 0.3 + 0.62 * (row + 1), label, kind=kind, w=2.1)
-            _arrow(ax, prev.top, b.bottom)
-            prev = b
-        y = 0.3 + 0.62 * (n + 1)
-        if residual:
-            add = _merge(ax, x, y)
-            _arrow(ax, prev.top, add.bottom)
-            _shortcut(ax, inp, add, side=x + 1.35, label=short)
-            prev = add
-        out = _box(ax, x, y + 0.62 if residual else y, f"ReLU → y, {block.conv2.out_channels} ch", kind="io", w=1.9)
-        _arrow(ax, prev.top, out.bottom)
-    return fig
-
-
-def dense_block_diagram(block: Optional[nn.Module] = None) -> Figure:
-    """Dense connectivity: layer ``l`` reads the block input and every earlier layer's output.
-
-    Args:
-        block: a :class:`~segbook.models.densenet.DenseBlock` (default: 4 layers, 24 input
-            channels, growth rate 12). Each layer box shows its real widths (``1x1 conv, 4k`` then
-            ``3x3 conv, k``) and how many channels it reads (``c0 + (l - 1) k``); one arrow per
-            connection, ``L (L + 1) / 2`` in all (:func:`~segbook.models.count_dense_connections`).
-
-    Returns:
-        The ``Figure``: feature maps ``x0 .. xL`` on the bottom row, layers ``H1 .. HL`` above,
-        the concatenation at the right.
-    """
-    if block is None:
-        from .models.densenet import DenseBlock
-
-        block = DenseBlock(4, 24, 12)
-    layers = list(getattr(block, "layers", []))
-    if not layers or not all(hasattr(layer, "conv1") and hasattr(layer, "conv2") for layer in layers):
-        raise TypeError(f"expected a DenseBlock of DenseLayers, got {type(block).__name__}")
-    L, c0, k = len(layers), block.in_channels, block.growth_rate
-    step = 0.5
-    height = 0.3 + step * 2 * L + 0.35
-    fig, ax = _canvas(_MAX_WIDTH, height,
-                      title=f"Dense block: {L} layers, growth rate k = {k}, {L * (L + 1) // 2} connections")
-    x, w = 2.3, 2.6
-    edge = x + w / 2
-    maps = [_box(ax, x, 0.3, f"x0: block input, {c0} ch", kind="io", w=w)]
-    for i, layer in enumerate(layers, start=1):
-        h = _box(ax, x, 0.3 + step * (2 * i - 1),
-                 f"H{i}: reads {layer.conv1.in_channels} ch; 1×1 conv, {layer.conv1.out_channels}; "
-                 f"3×3 conv, {layer.conv2.out_channels}", kind="conv", w=w + 1.0, h=0.36, fontsize=_FONT - 1)
-        for j in range(i):  # one arrow per input map: the dense connections
-            colour = plt.cm.viridis(0.85 * j / max(1, L))
-            if j == i - 1:
-                _arrow(ax, maps[j].top, h.bottom, color=colour)
-            else:
-                _arrow(ax, (edge, maps[j].y), (h.right[0], h.y), color=colour, rad=0.35)
-        maps.append(_box(ax, x, 0.3 + step * 2 * i, f"x{i}, {layer.conv2.out_channels} ch", kind="io", w=w))
-        _arrow(ax, h.top, maps[i].bottom)
-    out_ch = c0 + sum(layer.conv2.out_channels for layer in layers)
-    ax.text(_MAX_WIDTH - 0.05, 0.3 + step * 2 * L, f"output: concat x0..x{L}\n{c0} + {L}×{k} = {out_ch} ch",
-            ha="right", va="center", fontsize=_FONT, bbox=dict(fc=_COLOURS["merge"], ec="0.35", lw=0.8))
-    return fig
-
-
-def se_block_diagram(se: Optional[nn.Module] = None) -> Figure:
-    """Squeeze-and-excitation (Hu et al. Fig. 1): pool, two FC layers, a sigmoid gate per channel.
-
-    Args:
-        se: a :class:`~segbook.nn.SqueezeExcite` (default ``SqueezeExcite(64)``: hidden width 4).
-            Widths come from ``se.fc1`` and ``se.fc2``.
-
-    Returns:
-        The ``Figure``: input at the bottom, the squeeze and excitation path, the channel-wise
-        product with the input (a shortcut on the right).
-    """
-    if se is None:
-        from .nn.squeeze_excite import SqueezeExcite
-
-        se = SqueezeExcite(64)
-    if not (isinstance(getattr(se, "fc1", None), nn.Conv2d) and isinstance(getattr(se, "fc2", None), nn.Conv2d)):
-        raise TypeError(f"expected a SqueezeExcite with fc1 and fc2, got {type(se).__name__}")
-    c, hidden = se.fc1.in_channels, se.fc1.out_channels
-    act = type(se.act).__name__
-    steps = [("pool", f"global average pool → {c}×1×1"),
-             ("fc", f"FC {c} → {hidden}, {act}"),
-             ("fc", f"FC {hidden} → {se.fc2.out_channels}, sigmoid")]
-    height = 0.3 + 0.62 * (len(steps) + 1) + 0.35
-    fig, ax = _canvas(4.2, height, title=f"Squeeze-and-excitation, reduction {c} → {hidden}")
-    prev = inp = _box(ax, 1.7, 0.3, f"x, {c}×H×W", kind="io", w=1.6)
-    for row, (kind, label) in enumerate(steps, start=1):
-        b = _box(ax, 1.7, 0.3 + 0.62 * row, label, kind=kind, w=2.9)
-        _arrow(ax, prev.top, b.bottom)
-        prev = b
-    y = 0.3 + 0.62 * (len(steps) + 1)
-    mul = _merge(ax, 1.7, y, "×")
-    _arrow(ax, prev.top, mul.bottom)
-    _shortcut(ax, inp, mul, side=3.55, label="x")
-    ax.text(1.45, y, f"scale each of the {c} channels", ha="right", va="center", fontsize=_FONT - 1)
-    return fig
-
-
-def mbconv_diagram(block: Optional[nn.Module] = None) -> Figure:
-    """EfficientNet's MBConv: 1x1 expand, depthwise conv, SE, linear 1x1 projection (+ shortcut).
-
-    Args:
-        block: an :class:`~segbook.models.efficientnet.MBConv` (default ``MBConv(16, 16)``:
-            expansion 6, 3x3, SE). Read from ``block.expand``, ``.depthwise``, ``.se``,
-            ``.project`` and ``.use_residual`` (the shortcut is drawn only when the block has one).
-
-    Returns:
-        The ``Figure``, input at the bottom.
-    """
-    if block is None:
-        from .models.efficientnet import MBConv
-
-        block = MBConv(16, 16)
-    for name in ("expand", "depthwise", "se", "project"):
-        if not hasattr(block, name):
-            raise TypeError(f"expected an MBConv block, got {type(block).__name__}")
-    steps = []
-    if any(isinstance(m, nn.Conv2d) for m in block.expand.modules()):
-        conv = _last_conv(block.expand)
-        steps.append(("conv", f"1×1 conv, {conv.out_channels} (expand ×{block.expand_ratio}), BN, SiLU"))
-    steps.append(("conv", _conv_label(_last_conv(block.depthwise)) + ", BN, SiLU"))
-    if isinstance(getattr(block.se, "fc1", None), nn.Conv2d):
-        steps.append(("fc", f"SE: {block.se.fc1.in_channels} → {block.se.fc1.out_channels} → "
-                            f"{block.se.fc2.out_channels}"))
-    steps.append(("conv", f"1×1 conv, {_last_conv(block.project).out_channels} (project), BN, no activation"))
-    height = 0.3 + 0.62 * (len(steps) + 1 + block.use_residual) + 0.35
-    fig, ax = _canvas(_MAX_WIDTH, height, title=f"MBConv: {block.in_ch} → {block.out_ch} channels, "
-                                                 f"expansion {block.expand_ratio}, stride {block.stride}")
-    x = 2.6
-    prev = inp = _box(ax, x, 0.3, f"x, {block.in_ch} ch", kind="io", w=1.4)
-    for row, (kind, label) in enumerate(steps, start=1):
-        b = _box(ax, x, 0.3 + 0.62 * row, label, kind=kind, w=4.3)
-        _arrow(ax, prev.top, b.bottom)
-        prev = b
-    y = 0.3 + 0.62 * (len(steps) + 1)
-    if block.use_residual:
-        add = _merge(ax, x, y)
-        _arrow(ax, prev.top, add.bottom)
-        _shortcut(ax, inp, add, side=x + 2.55, label="identity")
-        prev, y = add, y + 0.62
-    out = _box(ax, x, y, f"y, {block.out_ch} ch" + ("" if block.use_residual else " (no shortcut: shape changes)"),
-               kind="io", w=1.4 if block.use_residual else 3.4)
-    _arrow(ax, prev.top, out.bottom)
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------
-# Chapter 2 (FCN) and chapter 3 (upsampling)
-# ----------------------------------------------------------------------------------------------
-def _fcn_panel(ax, model, y0: float) -> None:
-    backbone = model.backbone
-    stages = list(backbone.channels)
-    dx = (_MAX_WIDTH - 0.5) / (len(stages) + 1)
-    xs = {name: 0.55 + dx * (i + 1) for i, name in enumerate(stages)}
-    ax.text(0.05, y0 + 2.35, f"FCN-{model.output_stride}s" + (f": skips from {', '.join(model.skips)}" if model.skips
-                                                         else ": no skips"),
-            ha="left", va="center", fontsize=_FONT + 1)
-    prev = _box(ax, 0.55, y0 + 1.85, f"image\n{backbone.in_channels} ch", kind="io", w=0.8, h=0.5)
-    boxes = {}
-    for name in stages:
-        b = _box(ax, xs[name], y0 + 1.85, f"{name}\n/{backbone.strides[name]}, {backbone.channels[name]} ch",
-                 kind="pool", w=dx * 0.86, h=0.5, fontsize=_FONT - 1)
-        _arrow(ax, prev.right, b.left)
-        prev = boxes[name] = b
-    k = model.num_classes
-    last = stages[-1]
-    head_hidden = _last_conv(model.head).in_channels
-    score = _box(ax, xs[last], y0 + 0.95, f"fc6, fc7: {head_hidden}\nscore: {k} ch", kind="conv", w=dx * 0.9,
-                 h=0.5, fontsize=_FONT - 1)
-    _arrow(ax, boxes[last].bottom, score.top)
-    current = score
-    for name in model.skips:
-        s = _box(ax, xs[name], y0 + 0.95, f"score_{name}\n1×1, {k} ch", kind="conv", w=dx * 0.86, h=0.5,
-                 fontsize=_FONT - 1)
-        _arrow(ax, boxes[name].bottom, s.top)
-        add = _merge(ax, xs[name], y0 + 0.3)
-        _arrow(ax, s.bottom, add.top)
-        _arrow(ax, current.bottom if current is score else current.left, add.right, rad=-0.25 if current is score else 0.0,
-               text="2× up", text_offset=(0.0, -0.12))
-        current = add
-    stride = model.output_stride
-    out = _box(ax, 0.75, y0 + 0.3, f"{stride}× bilinear\n→ {k}×H×W", kind="io", w=1.2, h=0.5, fontsize=_FONT - 1)
-    _arrow(ax, current.left if current is not score else current.bottom, out.right,
-           rad=0.0 if current is not score else -0.15)
-
-
-def fcn_skip_diagram(models: Union[nn.Module, Sequence[nn.Module], None] = None) -> Figure:
-    """The FCN skip graph (Long et al. Fig. 3): where each variant reads its scores and fuses them.
-
-    Args:
-        models: an :class:`~segbook.models.fcn.FCN` or a list of them, one panel each (default:
-            ``fcn32s()``, ``fcn16s()``, ``fcn8s()`` at the book's width). Stage names, strides
-            and widths come from ``model.backbone``; the skips from ``model.skips``; the final
-            upsampling factor from ``model.output_stride``.
-
-    Returns:
-        The ``Figure``: per panel, the backbone's pooling stages left to right, the score layers
-        below them, the sums (+) after each 2x upsampling, and the final bilinear upsampling.
-    """
-    if models is None:
-        from .models.fcn import fcn8s, fcn16s, fcn32s
-
-        models = [fcn32s(), fcn16s(), fcn8s()]
-    if isinstance(models, nn.Module):
-        models = [models]
-    models = list(models)
-    for m in models:
-        if not all(hasattr(m, a) for a in ("backbone", "skips", "head", "output_stride")):
-            raise TypeError(f"expected FCN models, got {type(m).__name__}")
-    panel = 2.6
-    fig, ax = _canvas(_MAX_WIDTH, panel * len(models))
-    for i, m in enumerate(models):
-        _fcn_panel(ax, m, panel * (len(models) - 1 - i))
-    return fig
-
-
 def transposed_conv_diagram(layer: Optional[nn.Module] = None, *, in_size: int = 4) -> Figure:
     """How a transposed convolution scatters: each input pixel writes a ``k x k`` copy of the
     kernel into the output, ``stride`` pixels apart; where copies overlap, outputs sum more terms.
@@ -542,14 +204,18 @@ def _double_conv_label(block: nn.Module) -> str:
 
 
 def _up_label(block: nn.Module) -> str:
-    """``"up-conv 2×2"`` (transposed) or ``"bilinear ×2, 3×3 conv"``, with the output channels."""
+    """``"up-conv 2×2"`` (transposed), ``"bilinear ×2, 3×3 conv"`` (or nearest), or ``"pixel
+    shuffle ×2"``, with the output channels; read from the block's own upsampling kind."""
     up = block.up
     if isinstance(up, nn.ConvTranspose2d):
         k = up.kernel_size[0]
         return f"up-conv {k}×{k}\n→ {up.out_channels} ch"
     conv = _last_conv(up)
     k = conv.kernel_size[0]
-    return f"bilinear ×2,\n{k}×{k} conv → {conv.out_channels} ch"
+    kind = getattr(block, "upsampling", "bilinear")
+    if kind in ("nearest", "bilinear"):
+        return f"{kind} ×2,\n{k}×{k} conv → {conv.out_channels} ch"
+    return f"{kind.replace('pixelshuffle', 'pixel shuffle')} ×2\n→ {conv.out_channels // 4} ch"
 
 
 def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int] = None) -> Figure:

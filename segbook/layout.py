@@ -17,7 +17,7 @@ while the rest of the model stays channels_last. Its output is NCHW; the next la
 either layout, so nothing else changes. The threshold is 16 channels, the larger of the two blocks,
 so one decision holds on every x86 CPU.
 
-Used by :func:`segbook.train.resolve_execution`, so :func:`~segbook.train.fit`,
+Used by :func:`segbook.execution.resolve_execution`, so :func:`~segbook.train.fit`,
 :func:`~segbook.train.evaluate` and :func:`~segbook.train.predict` all run guarded on the CPU.
 """
 from __future__ import annotations

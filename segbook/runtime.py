@@ -127,6 +127,10 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
 def pick_device(prefer: Optional[str] = None) -> torch.device:
     """Return the best available device: CUDA, then Apple MPS, then CPU.
 
+    The one place the package chooses between CUDA, MPS and the CPU (the reader's device, once per
+    chapter); how each model then runs there (autocast dtype, memory format) is
+    :func:`segbook.execution.resolve_execution`'s decision.
+
     Args:
         prefer: force a device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``). Asking for one
             that is not available raises a ``RuntimeError`` that says what is available.
@@ -328,7 +332,8 @@ class Runtime:
 
     @property
     def amp(self) -> bool:
-        """Mixed precision is used on CUDA only."""
+        """Whether ``fit``/``evaluate`` autocast by default on this device (CUDA only; see
+        :func:`segbook.execution.resolve_execution`)."""
         return self.device.type == "cuda"
 
     def __str__(self) -> str:

@@ -5,7 +5,7 @@ CPU moves a trained number about as much as the differences a chapter compares. 
 trains each compared model once per seed in ``rt.seeds`` (:mod:`segbook.runtime`), shows every
 number as *mean [min, max] over n seeds*, and checks its claims on every seed::
 
-    runs = fit_over_seeds({"plain-8": lambda: cifar_resnet(8, shortcuts=False), ...},
+    runs = fit_over_seeds({"plain-8": lambda: cifar_resnet(depth=8, shortcuts=False), ...},
                           lambda seed: make_loader(train_set, 64, shuffle=True, seed=seed),
                           rt.seeds, val_loader=val_loader, task="classification", ...)
     runs["plain-8"][0].history, runs["plain-8"][0].model, runs["plain-8"][0].seed
@@ -24,7 +24,8 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from .train import History, fit_many
+from .parallel import fit_many
+from .train import History
 
 __all__ = ["SeedSpread", "SeededRun", "spread", "format_spread", "final_loss", "fit_over_seeds", "describe_runs",
            "accuracy_noise", "paired_verdict"]
@@ -117,7 +118,7 @@ def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]],
     """Train every model of ``builders`` once per seed, all models of a seed on the same batches.
 
     For each seed ``s``: ``torch.manual_seed(s)`` before each builder (so two builders of the
-    same architecture start from the same weights), then :func:`segbook.train.fit_many` on
+    same architecture start from the same weights), then :func:`segbook.parallel.fit_many` on
     ``make_train_loader(s)`` with ``seed=s`` (on a multi-core CPU the models train in parallel
     processes of one thread each, with the numbers of a one-thread run).
 
@@ -132,7 +133,7 @@ def fit_over_seeds(builders: Mapping[str, Callable[[], nn.Module]],
             ``{name: loader or seed -> loader}``, one per builder.
         workers: processes at once (default: one per usable core on a Linux CPU).
         costs: ``{name: relative training time}``: start the longest first (see
-            :func:`~segbook.train.fit_many`); the numbers do not change.
+            :func:`~segbook.parallel.fit_many`); the numbers do not change.
         **fit_kwargs: passed to :func:`~segbook.train.fit` (``task``, ``epochs``, ``lr``, ...;
             not ``seed``, ``desc`` or ``val_loader``).
 

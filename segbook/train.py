@@ -1,14 +1,17 @@
 """Training and evaluation loops shared by every chapter.
 
 ``fit`` trains a classifier (logits ``[N, K]``) or a segmenter (logits ``[N, K, H, W]`` at the
-input size) with cross-entropy, shows a tqdm progress bar, and records a :class:`History` for
-plots. On CUDA it uses automatic mixed precision and channels_last; evaluation runs under
-``torch.inference_mode``. One helper, :func:`resolve_execution`, decides device, precision and
-memory format for ``fit``, ``evaluate`` and ``predict`` alike.
+input size) with cross-entropy, or any model with a loss of your own (``loss_fn=``, e.g. a
+regression with the mean squared error), shows a tqdm progress bar, and records a
+:class:`History` for plots. It reads as a short story: check the arguments, decide how to run
+(:func:`segbook.execution.resolve_execution`: device, mixed precision, memory format), build the
+optimiser (:func:`make_optimizer`) and the schedule (:func:`lr_factor`), then
+:func:`train_one_epoch` and :func:`evaluate` once per epoch. ``evaluate`` runs under
+``torch.inference_mode``; it and the training step share one batch step (labels checked, batch
+moved, forward under autocast, output split into main and auxiliary logits).
 
-Precision: bf16 autocast on GPUs with compute capability >= 8.0 (A100, H100, RTX 30xx and later),
-fp16 autocast with a ``GradScaler`` on older ones (a T4 is 7.5: its bf16 is emulated, and bf16
-convolutions there skip cuDNN and run several times slower), float32 on the CPU.
+Precision (see :mod:`segbook.execution`): bf16 autocast on CUDA GPUs with compute capability
+>= 8.0, fp16 with a ``GradScaler`` on older ones (a T4), float32 on the CPU.
 
 Reproducibility: with the same seed, data order and CPU, two runs give the same numbers. On CUDA
 they do not quite: the backward passes of bilinear upsampling, adaptive/max pooling and
@@ -21,48 +24,42 @@ counts accumulate on the device, and the host reads them once per epoch.
 Auxiliary heads (GoogLeNet): a model may return a tuple ``(main, aux1, aux2, ...)`` in training
 mode; the loss is ``CE(main) + aux_weight * sum_i CE(aux_i)`` (``aux_weight=0.3`` as in Szegedy et
 al. 2015). In eval mode it must return the main logits alone, as only they are used at test time.
+
+Several independent models train at once with :func:`segbook.parallel.fit_many`.
 """
 from __future__ import annotations
 
-import io
 import math
-import multiprocessing
-import multiprocessing.connection
-import os
-import pickle
-import sys
 import time
-import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checks import positive_int
+from .checks import batch_norm_batch_of_one, positive_float, positive_int
+from .constants import IGNORE_INDEX, TASKS
+from .execution import Execution, resolve_execution
 from .metrics import SegmentationMetrics
-from .constants import IGNORE_INDEX
-from .layout import guard_cpu_layout
 
-__all__ = ["History", "Execution", "SCHEDULES", "lr_factor", "amp_dtype_for", "resolve_execution", "class_balance_weights",
-           "fit", "fit_many", "parallel_workers", "evaluate", "predict", "TASKS", "layout_guard_enabled",
-           "LAYOUT_GUARD_ENV"]
+__all__ = ["History", "SCHEDULES", "OPTIMIZERS", "lr_factor", "make_optimizer", "class_balance_weights", "fit",
+           "train_one_epoch", "evaluate", "predict"]
 
-LAYOUT_GUARD_ENV = "SEGBOOK_LAYOUT_GUARD"
-
-TASKS = ("classification", "segmentation")
-
+#: What :func:`fit` trains: the data tasks (:data:`segbook.constants.TASKS`) and a regression,
+#: which needs its own ``loss_fn``.
+_FIT_TASKS = (*TASKS, "regression")
 
 @dataclass
 class History:
     """What :func:`fit` recorded.
 
     Attributes:
-        task: ``"classification"`` or ``"segmentation"``.
+        task: ``"classification"``, ``"segmentation"`` or ``"regression"``.
         train_loss: mean training loss per epoch (main + weighted aux losses).
-        train_accuracy: running training accuracy per epoch (pixel accuracy for segmentation).
+        train_accuracy: running training accuracy per epoch (pixel accuracy for segmentation;
+            empty for a regression).
         step_loss: training loss of every optimisation step.
         val: per-epoch dicts from :func:`evaluate` (empty without a validation loader).
         seconds: wall time of each epoch (training + evaluation).
@@ -101,90 +98,6 @@ class History:
         raise KeyError(f"unknown series {key!r}; use train_loss, train_accuracy, step_loss, seconds or val.<metric>")
 
 
-def amp_dtype_for(device: Union[str, torch.device]) -> torch.dtype:
-    """The autocast dtype for ``device``: bf16 on CUDA capability >= 8.0, fp16 on older CUDA, bf16 on CPU.
-
-    ``torch.cuda.is_bf16_supported()`` is not used: it counts emulated bf16 and says yes on a T4.
-    (On the CPU autocast only supports bf16; the book does not autocast there by default.)
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        major, _ = torch.cuda.get_device_capability(device)
-        return torch.bfloat16 if major >= 8 else torch.float16
-    return torch.bfloat16
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How a model runs: device, autocast on/off and dtype, memory format, loss-scaling."""
-
-    device: torch.device
-    amp: bool
-    amp_dtype: torch.dtype
-    channels_last: bool
-    #: convolutions kept in NCHW on the CPU by the layout guard (:mod:`segbook.layout`)
-    layout_guard: tuple = ()
-
-    @property
-    def grad_scaler(self) -> bool:
-        """fp16 autocast on CUDA needs loss scaling; bf16 does not."""
-        return self.amp and self.device.type == "cuda" and self.amp_dtype == torch.float16
-
-    @property
-    def accumulator_dtype(self) -> torch.dtype:
-        """float64 for on-device sums, except on Apple MPS, which has no float64."""
-        return torch.float32 if self.device.type == "mps" else torch.float64
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
-
-    def images(self, x: torch.Tensor) -> torch.Tensor:
-        """Move a batch of images to the device, in channels_last when that is on."""
-        x = x.to(self.device, non_blocking=True)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device (and channels_last, less the guarded convs); returns it."""
-        model.to(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if self.device.type == "cpu" and layout_guard_enabled():
-            guard_cpu_layout(model)  # after .to(): the guarded weights go back to NCHW
-        return model
-
-
-def resolve_execution(model: Optional[nn.Module] = None, *, device: Optional[Union[str, torch.device]] = None,
-                      amp: Optional[bool] = None, channels_last: Optional[bool] = None) -> Execution:
-    """Decide where and how to run: the given device (default: the model's), AMP and channels_last
-    on for CUDA only unless set, and the autocast dtype from :func:`amp_dtype_for`.
-
-    On the CPU it also installs the layout guard on ``model`` (:func:`segbook.layout.guard_cpu_layout`):
-    1x1 stride-2 convolutions with fewer than 16 input channels always run in NCHW there, whatever
-    ``channels_last`` says and whatever layout the input arrives in, because oneDNN miscomputes
-    their weight gradients in NHWC (oneDNN #6035). ``fit``, ``evaluate`` and ``predict`` all come
-    through here, so they make the same decision. ``$SEGBOOK_LAYOUT_GUARD=0`` turns the guard off
-    (only for the tests that show the bug)."""
-    if device is None:
-        if model is None:
-            raise ValueError("resolve_execution needs a model or a device")
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
-    amp = (device.type == "cuda") if amp is None else bool(amp)
-    channels_last = (device.type == "cuda") if channels_last is None else bool(channels_last)
-    guarded: tuple = ()
-    if model is not None and device.type == "cpu" and layout_guard_enabled():
-        guarded = tuple(guard_cpu_layout(model))
-    return Execution(device, amp, amp_dtype_for(device), channels_last, guarded)
-
-
-def layout_guard_enabled() -> bool:
-    """False only when ``$SEGBOOK_LAYOUT_GUARD=0`` (tests that reproduce oneDNN #6035)."""
-    return os.environ.get(LAYOUT_GUARD_ENV, "1").strip() != "0"
-
-
 SCHEDULES = ("cosine", "poly", None)
 
 
@@ -220,10 +133,6 @@ def lr_factor(schedule: Optional[str], total_steps: int, *, warmup_steps: int = 
     return factor
 
 
-def _has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def _split_output(out) -> tuple[torch.Tensor, list]:
     if isinstance(out, torch.Tensor):
         return out, []
@@ -235,9 +144,9 @@ def _split_output(out) -> tuple[torch.Tensor, list]:
     )
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+def _check_task(task: str, tasks: tuple = TASKS) -> None:
+    if task not in tasks:
+        raise ValueError(f"task must be one of {tasks}, got {task!r}")
 
 
 def _check_logits(logits: torch.Tensor, target: torch.Tensor, task: str, num_classes: Optional[int]) -> None:
@@ -325,6 +234,81 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def make_optimizer(params: Iterable, name: str = "adamw", *, lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over ``params`` (tensors or param-group dicts), as :func:`fit` builds it.
+
+    ``"adamw"``: AdamW (decoupled weight decay, Loshchilov & Hutter 2019); ``"adam"``: Adam, with
+    ``weight_decay`` as an L2 term added to the gradient; ``"sgd"``: SGD with momentum, Nesterov's
+    when ``momentum > 0``. ``lr`` and ``weight_decay`` are ``>= 0``, ``momentum`` in ``[0, 1)``.
+    """
+    positive_float(lr, "lr", inclusive=True)
+    positive_float(weight_decay, "weight_decay", inclusive=True)
+    positive_float(momentum, "momentum", inclusive=True)
+    if momentum >= 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, schedule, total_steps: int, warmup_steps: int):
+    """A per-step ``LambdaLR`` for a named schedule (:func:`lr_factor`) or a function ``step -> factor``."""
+    if callable(schedule):
+        if warmup_steps:
+            raise ValueError("warmup_steps applies to the named schedules; fold the warm-up into your schedule function")
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    factor = lr_factor(schedule, total_steps, warmup_steps=warmup_steps)
+    return None if factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_fit_args(train_loader, val_loader, *, task: str, epochs: int, num_classes: Optional[int],
+                    class_weights: Optional[torch.Tensor], loss_fn: Optional[Callable], aux_weight: float,
+                    clip_grad: Optional[float]) -> tuple[int, int]:
+    """``(epochs, steps per epoch)`` after checking what :func:`fit` was given."""
+    _check_task(task, _FIT_TASKS)
+    epochs = positive_int(epochs, "epochs")
+    try:
+        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError("train_loader must have a length (a DataLoader or a list of batches)") from None
+    if steps_per_epoch == 0:
+        raise ValueError("train_loader is empty: no batches to train on (check the dataset size and batch_size/drop_last)")
+    if task == "segmentation" and num_classes is None and val_loader is not None:
+        raise ValueError("segmentation metrics need num_classes=...")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function (output, targets) -> scalar loss, got {type(loss_fn).__name__}")
+    if task == "regression" and (loss_fn is None or val_loader is not None):
+        raise ValueError("task='regression' needs loss_fn= (e.g. F.mse_loss) and no val_loader (evaluate() scores "
+                         "classes); evaluate a regression yourself after fit")
+    if class_weights is not None:
+        if loss_fn is not None:
+            raise ValueError("class_weights weigh the default cross-entropy; with loss_fn= put them into your loss")
+        if (not isinstance(class_weights, torch.Tensor) or class_weights.dim() != 1 or not class_weights.is_floating_point()
+                or (num_classes is not None and class_weights.numel() != num_classes)
+                or not bool(torch.isfinite(class_weights).all()) or bool((class_weights < 0).any())):
+            raise ValueError(f"class_weights must be a float tensor [num_classes] of finite weights >= 0, got "
+                             f"{getattr(class_weights, 'shape', type(class_weights))} for num_classes={num_classes}")
+    positive_float(aux_weight, "aux_weight", inclusive=True)
+    positive_float(clip_grad, "clip_grad", allow_none=True)
+    return epochs, steps_per_epoch
+
+
+def _log_layout_guard(model: nn.Module, ex: Execution) -> None:
+    if ex.channels_last and ex.layout_guard and not getattr(model, "_segbook_guard_logged", False):
+        model._segbook_guard_logged = True  # once per model, not once per fit_many child or stage
+        n = len(ex.layout_guard)
+        print(f"layout guard: {n} 1x1 stride-2 conv{'s' if n > 1 else ''} with < 16 input channels "
+              "run NCHW on the CPU, the rest channels_last (oneDNN #6035)", flush=True)
+
+
 def fit(
     model: nn.Module,
     train_loader: Iterable,
@@ -337,10 +321,11 @@ def fit(
     weight_decay: float = 1e-4,
     optimizer: str = "adamw",
     momentum: float = 0.9,
-    schedule: Optional[str] = "cosine",
+    schedule: Union[str, None, Callable[[int], float]] = "cosine",
     warmup_steps: int = 0,
     aux_weight: float = 0.3,
     class_weights: Optional[torch.Tensor] = None,
+    loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     ignore_index: int = IGNORE_INDEX,
     device: Optional[Union[str, torch.device]] = None,
     amp: Optional[bool] = None,
@@ -355,144 +340,72 @@ def fit(
 
     Args:
         model: returns logits ``[N, K]`` (classification) or ``[N, K, H, W]`` at the input size
-            (segmentation); or ``(main, *aux)`` in training mode.
+            (segmentation), any tensor for a regression; or ``(main, *aux)`` in training mode.
         train_loader: yields ``(images [N, 3, H, W] float, targets)`` with targets ``[N]`` or
-            ``[N, H, W]`` int64.
-        val_loader: evaluated after every epoch with :func:`evaluate` (optional).
-        task: ``"classification"`` or ``"segmentation"``.
+            ``[N, H, W]`` int64 (for a regression, whatever ``loss_fn`` takes).
+        val_loader: evaluated after every epoch with :func:`evaluate` (optional; not for a regression).
+        task: ``"classification"``, ``"segmentation"`` or ``"regression"`` (needs ``loss_fn``;
+            no accuracy is recorded).
         epochs: number of passes over ``train_loader``.
         num_classes: checked against the logits; needed for segmentation metrics.
         lr, weight_decay, momentum: optimiser settings.
-        optimizer: ``"adamw"`` or ``"sgd"`` (with Nesterov momentum).
+        optimizer: ``"adamw"``, ``"adam"`` or ``"sgd"`` (with Nesterov momentum); see :func:`make_optimizer`.
         schedule: ``"cosine"`` (per-step cosine decay to 0), ``"poly"`` (DeepLab's
-            ``(1 - s/S)^0.9`` per step) or ``None`` (constant).
+            ``(1 - s/S)^0.9`` per step), ``None`` (constant), or a function ``step -> factor`` of
+            the learning rate (as ``torch.optim.lr_scheduler.LambdaLR`` takes); see :func:`lr_factor`.
         warmup_steps: ramp the learning rate linearly from ``lr / warmup_steps`` to ``lr`` over
             the first ``warmup_steps`` optimisation steps, then follow ``schedule`` over the
             remaining steps (``0``: no warm-up). Must be below the total number of steps.
         aux_weight: weight of each auxiliary loss.
         class_weights: optional float ``[K]`` weights of the classes in the cross-entropy (e.g.
             :func:`class_balance_weights`); the loss is the weighted mean over pixels.
+        loss_fn: ``loss_fn(output, targets) -> scalar`` instead of the cross-entropy, applied to
+            the main output and to each auxiliary one (e.g. ``F.mse_loss`` for a regression).
+            With it the label and logit checks do not apply.
         ignore_index: target value excluded from the loss and the metrics.
         device: default: the model's current device.
-        amp: mixed precision (default: on for CUDA only; dtype from :func:`amp_dtype_for`).
+        amp: mixed precision (default: on for CUDA only; dtype from
+            :func:`segbook.execution.amp_dtype_for`).
         channels_last: NHWC memory format (default: on for CUDA only).
         clip_grad: clip the global gradient norm to this value.
+        seed: reseeds torch before training, so dropout and augmentation draws repeat (``None``:
+            leave the random state alone).
+        progress: show a tqdm bar; log: print one line per epoch.
+        desc: a label for the bar and the log lines.
 
     A training batch of a single image is skipped with a warning when the model has batch norm
     (it cannot normalise one value per channel at the coarsest maps); use ``drop_last=True``.
-        seed: reseeds torch before training, so dropout and augmentation draws repeat.
-        progress: show a tqdm bar; log: print one line per epoch.
-        desc: a label for the bar and the log lines.
     """
-    _check_task(task)
-    epochs = positive_int(epochs, "epochs")
-    try:
-        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError("train_loader must have a length (a DataLoader or a list of batches)") from None
-    if steps_per_epoch == 0:
-        raise ValueError("train_loader is empty: no batches to train on (check the dataset size and batch_size/drop_last)")
-    if task == "segmentation" and num_classes is None and val_loader is not None:
-        raise ValueError("segmentation metrics need num_classes=...")
-
+    epochs, steps_per_epoch = _check_fit_args(train_loader, val_loader, task=task, epochs=epochs,
+                                              num_classes=num_classes, class_weights=class_weights,
+                                              loss_fn=loss_fn, aux_weight=aux_weight, clip_grad=clip_grad)
     ex = resolve_execution(model, device=device, amp=amp, channels_last=channels_last)
-    device = ex.device
-    if class_weights is not None:
-        if (not isinstance(class_weights, torch.Tensor) or class_weights.dim() != 1 or not class_weights.is_floating_point()
-                or (num_classes is not None and class_weights.numel() != num_classes)
-                or not bool(torch.isfinite(class_weights).all()) or bool((class_weights < 0).any())):
-            raise ValueError(f"class_weights must be a float tensor [num_classes] of finite weights >= 0, got "
-                             f"{getattr(class_weights, 'shape', type(class_weights))} for num_classes={num_classes}")
-        class_weights = class_weights.detach().float().to(device)
     if seed is not None:
         torch.manual_seed(seed)
     ex.prepare(model)
-    if log and ex.channels_last and ex.layout_guard and not getattr(model, "_segbook_guard_logged", False):
-        model._segbook_guard_logged = True  # once per model, not once per fit_many child or stage
-        n = len(ex.layout_guard)
-        print(f"layout guard: {n} 1x1 stride-2 conv{'s' if n > 1 else ''} with < 16 input channels "
-              "run NCHW on the CPU, the rest channels_last (oneDNN #6035)", flush=True)
-    has_bn = _has_batchnorm(model)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
-    else:
-        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+    if log:
+        _log_layout_guard(model, ex)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer, lr=lr,
+                         weight_decay=weight_decay, momentum=momentum)
     total_steps = epochs * steps_per_epoch
-    factor = lr_factor(schedule, total_steps, warmup_steps=warmup_steps)
-    sched = None if factor is None else torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    sched = _scheduler(opt, schedule, total_steps, warmup_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler)
-
+    step_args = dict(task=task, num_classes=num_classes, loss_fn=loss_fn, aux_weight=aux_weight,
+                     class_weights=class_weights, ignore_index=ignore_index, clip_grad=clip_grad,
+                     scheduler=sched, scaler=scaler, execution=ex)
     history = History(task=task)
     bar = _progress(total_steps, desc or type(model).__name__, progress)
     try:
         for epoch in range(epochs):
             start = time.perf_counter()
-            model.train()
-            acc_dtype = ex.accumulator_dtype
-            loss_sum = torch.zeros((), device=device, dtype=acc_dtype)
-            correct = torch.zeros((), device=device, dtype=acc_dtype)
-            counted = torch.zeros((), device=device, dtype=acc_dtype)
-            n_batches = 0
-            for images, targets in train_loader:
-                if has_bn and _batch_size(images) == 1 and steps_per_epoch > 1:
-                    warnings.warn("fit skipped a training batch of one image: batch norm cannot normalise a "
-                                  "single value per channel; use DataLoader(drop_last=True) or a batch size "
-                                  "that divides the dataset", RuntimeWarning, stacklevel=2)
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                if num_classes is not None and targets.device.type == "cpu":
-                    # Checked on the CPU before the transfer: on CUDA a bad label is a device-side
-                    # assert that breaks the session, and checking there would sync every step.
-                    _check_labels(targets, num_classes, ignore_index)
-                cpu_targets = targets
-                images = ex.images(images)
-                targets = targets.to(device, non_blocking=True)
-                with ex.autocast():
-                    main, aux = _split_output(model(images))
-                    _check_logits(main, targets, task, num_classes)
-                    if num_classes is None or cpu_targets.device.type != "cpu":
-                        _check_labels(cpu_targets, main.shape[1], ignore_index)
-                    loss = _loss(main, targets, ignore_index, class_weights)
-                    for a in aux:
-                        loss = loss + aux_weight * _loss(a, targets, ignore_index, class_weights)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip_grad is not None:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(params, clip_grad)
-                scaler.step(opt)
-                scaler.update()
-                if sched is not None:
-                    sched.step()
-                detached = loss.detach()
-                history.step_loss.append(detached)
-                loss_sum += detached
-                n_batches += 1
-                with torch.no_grad():
-                    valid = targets != ignore_index
-                    correct += ((main.argmax(1) == targets) & valid).sum()
-                    counted += valid.sum()
-                if bar is not None:
-                    bar.update(1)
-            if n_batches == 0:
-                raise ValueError(f"train_loader yielded no usable batches in epoch {epoch + 1} (len() is {steps_per_epoch}; "
-                                 "batches of one image are skipped for models with batch norm)")
-            # One host sync per epoch, not per step.
-            history.step_loss[-n_batches:] = [float(x) for x in history.step_loss[-n_batches:]]
-            if not math.isfinite(float(loss_sum)):
-                raise FloatingPointError(
-                    f"training loss became {float(loss_sum)} in epoch {epoch + 1}; lower the learning rate (lr={lr})"
-                )
-            history.train_loss.append(float(loss_sum) / n_batches)
-            history.train_accuracy.append(float(correct) / max(float(counted), 1.0))
+            stats = train_one_epoch(model, train_loader, opt, bar=bar, **step_args)
+            history.step_loss += stats["step_loss"]
+            history.train_loss.append(stats["loss"])
+            if stats["accuracy"] is not None:
+                history.train_accuracy.append(stats["accuracy"])
             if val_loader is not None:
                 history.val.append(evaluate(model, val_loader, task=task, num_classes=num_classes,
-                                            ignore_index=ignore_index, device=device, amp=ex.amp,
+                                            ignore_index=ignore_index, device=ex.device, amp=ex.amp,
                                             channels_last=ex.channels_last))
             history.seconds.append(time.perf_counter() - start)
             if log:
@@ -504,179 +417,115 @@ def fit(
     return history
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+def _forward_batch(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ex: Execution, *, task: str,
+                   num_classes: Optional[int], ignore_index: int, check: bool = True):
+    """One batch through ``model``: ``(main, aux, targets on the device)``.
+
+    Labels are checked on the CPU before the transfer (on CUDA a bad label is a device-side assert
+    that breaks the session, and checking there would sync every step), the batch moves to the
+    device (images in the execution's memory format), the forward pass runs under autocast, and
+    the output is split into the main logits and a list of auxiliary ones. ``check=False`` (a
+    custom loss) skips the label and logit checks.
+    """
+    if check and num_classes is not None and targets.device.type == "cpu":
+        _check_labels(targets, num_classes, ignore_index)
+    cpu_targets = targets
+    images = ex.images(images)
+    targets = targets.to(ex.device, non_blocking=True)
+    with ex.autocast():
+        main, aux = _split_output(model(images))
+    if check:
+        _check_logits(main, targets, task, num_classes)
+        if num_classes is None or cpu_targets.device.type != "cpu":
+            _check_labels(cpu_targets, main.shape[1], ignore_index)
+    return main, aux, targets
 
 
-def parallel_workers(n_jobs: int, device: Optional[Union[str, torch.device]] = None) -> int:
-    """How many processes :func:`fit_many` trains in at once: ``1`` (in this process) unless
-    the device is the CPU, the platform can fork (Linux) and more than one core is usable;
-    then one process per core, at most one per job."""
-    n_jobs = positive_int(n_jobs, "n_jobs")
-    if device is not None and torch.device(device).type != "cpu":
-        return 1
-    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return max(1, min(n_jobs, _usable_cpus()))
-
-
-def _fit_in_child(model: nn.Module, make_train_loader: Callable[[], Iterable], kwargs: dict, threads: int, conn) -> None:
-    # A forked child of a (possibly Jupyter) process: it must not write to the parent's
-    # streams, whose locks and sockets belong to threads that do not exist here.
-    sys.stdout = sys.stderr = io.StringIO()
-    try:
-        torch.set_num_threads(threads)
-        history = fit(model, make_train_loader(), **kwargs)
-        state = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, state)
-        conn.send_bytes(pickle.dumps(("ok", history, state.getvalue(), sys.stdout.getvalue())))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(),
-                                      sys.stdout.getvalue())))
-    finally:
-        conn.close()
-
-
-def fit_many(
-    models: Mapping[str, nn.Module],
-    make_train_loader: Union[Callable[[], Iterable], Mapping[str, Callable[[], Iterable]]],
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
     *,
-    workers: Optional[int] = None,
-    costs: Optional[Mapping[str, float]] = None,
-    **fit_kwargs,
+    task: str,
+    num_classes: Optional[int] = None,
+    loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    aux_weight: float = 0.3,
+    class_weights: Optional[torch.Tensor] = None,
+    ignore_index: int = IGNORE_INDEX,
+    clip_grad: Optional[float] = None,
+    scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None,
+    scaler: Optional[torch.amp.GradScaler] = None,
+    execution: Optional[Execution] = None,
+    bar=None,
 ) -> dict:
-    """Train several independent models on the same batches; on a multi-core CPU, in parallel.
-
-    Every model is trained by :func:`fit` with the same keyword arguments (``task``, ``epochs``,
-    ``lr``, ``seed``, ...; ``desc`` is the model's name) on a fresh loader from
-    ``make_train_loader()`` (a callable, so that each model sees the same batches in the same
-    order, e.g. ``lambda: make_loader(train_set, 16, shuffle=True, seed=rt.seed)``). The models
-    are trained in place and left in eval mode, as :func:`fit` leaves them.
-
-    Why processes: the book's models are small, and one PyTorch process uses two cores for them
-    at about 1.5 times the speed of one core (their convolutions are too small to split well).
-    Two processes of one thread each, one model each, use both cores fully. On Linux the
-    children are forked, so they share the parent's tensors (the dataset) without copying; each
-    sends back its history and weights. Each child runs ``torch.set_num_threads(threads)`` with
-    ``threads = max(1, torch.get_num_threads() // workers)``, so its numbers are exactly those of
-    a run in one process with that many threads (tested bitwise against sequential ``fit``).
+    """One pass over ``loader`` in training mode: per batch, forward, loss, backward, an optimiser
+    step and a scheduler step (the inner loop of :func:`fit`, which passes all of these).
 
     Args:
-        models: ``{name: model}``; the model's own device is used unless ``device=`` is given.
-        make_train_loader: returns the training loader; called once per model. Or
-            ``{name: () -> loader}``, one factory per model, for models that train on different
-            data (e.g. one augmentation each); it must have the same keys as ``models``.
-        workers: processes at once (default :func:`parallel_workers`: one per usable core on a
-            Linux CPU, else ``1``). ``1`` trains one model after another in this process.
-            CUDA and non-fork platforms always use ``1``.
-        costs: ``{name: relative training time}`` (any positive unit, e.g. seconds of a trial
-            run): the processes start longest first, which keeps every core busy to the end when
-            the models differ in cost (longest-processing-time scheduling). Default: the order
-            of ``models``. Only the start order changes, never the numbers.
-        **fit_kwargs: passed to :func:`fit` (``progress`` and ``log`` are off in child processes).
-            ``val_loader`` may be ``{name: loader}``, one per model (models that take different
-            input sizes), with the same keys as ``models``.
+        model, loader, optimizer: as in :func:`fit`; ``loader`` yields ``(images [N, 3, H, W], targets)``.
+        task, num_classes, loss_fn, aux_weight, class_weights, ignore_index, clip_grad: as in :func:`fit`.
+        scheduler: stepped after every optimiser step (optional).
+        scaler: the ``GradScaler`` of the whole run (default: a fresh one, enabled for fp16 on CUDA).
+        execution: how to run (default: :func:`segbook.execution.resolve_execution` of ``model``;
+            pass the one that prepared the model).
+        bar: a tqdm bar advanced once per batch (optional).
 
     Returns:
-        ``{name: History}`` in the order of ``models``.
+        ``{"loss": mean step loss, "accuracy": running accuracy (pixel accuracy for segmentation;
+        None for a regression), "step_loss": [loss of every step]}``, read from the device once.
     """
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError(f"models must be a non-empty mapping {{name: nn.Module}}, got {type(models).__name__}")
-    for name, model in models.items():
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
-    if isinstance(make_train_loader, Mapping):
-        if set(make_train_loader) != set(models):
-            raise ValueError(f"make_train_loader has loaders for {sorted(make_train_loader)} but the models are "
-                             f"{sorted(models)}: give one loader factory per model, under the model's name")
-        factories = dict(make_train_loader)
-    else:
-        factories = {name: make_train_loader for name in models}
-    if not all(callable(f) for f in factories.values()):
-        raise TypeError("make_train_loader must be a callable that returns a fresh training loader "
-                        "(e.g. lambda: make_loader(train_set, 16, shuffle=True, seed=rt.seed)); "
-                        "one loader object would give each model a different batch order")
-    if "desc" in fit_kwargs:
-        raise TypeError("fit_many names each run after its key in models; do not pass desc=")
-    val = fit_kwargs.pop("val_loader", None)
-    if isinstance(val, Mapping):
-        if set(val) != set(models):
-            raise ValueError(f"val_loader has loaders for {sorted(val)} but the models are {sorted(models)}: "
-                             "give one validation loader per model, under the model's name")
-        vals = dict(val)
-    else:
-        vals = {name: val for name in models}
-    start = list(models)
-    if costs is not None:
-        if not isinstance(costs, Mapping) or set(costs) != set(models):
-            raise ValueError(f"costs must map every model name to its relative training time, got keys "
-                             f"{sorted(costs) if isinstance(costs, Mapping) else type(costs).__name__} "
-                             f"for the models {sorted(models)}")
-        for name, c in costs.items():
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
-                raise ValueError(f"costs[{name!r}] must be a positive number (a relative training time), got {c!r}")
-        start.sort(key=lambda n: -costs[n])  # stable: equal costs keep the order of models
-    device = fit_kwargs.get("device")
-    if device is None:
-        devices = {next(iter(m.parameters()), torch.empty(0)).device.type for m in models.values()}
-        device = "cuda" if "cuda" in devices else "cpu"
-    limit = parallel_workers(len(models), device)
-    workers = limit if workers is None else max(1, min(positive_int(workers, "workers"), limit))
-    if workers == 1:
-        histories = {name: fit(models[name], factories[name](), desc=name, val_loader=vals[name], **fit_kwargs)
-                     for name in start}
-        return {name: histories[name] for name in models}
-
-    threads = max(1, torch.get_num_threads() // workers)
-    kwargs = {**fit_kwargs, "progress": False, "log": False}
-    ctx = multiprocessing.get_context("fork")
-    pending = [(name, models[name]) for name in start]
-    running: dict = {}
-    histories: dict = {}
-    try:
-        while pending or running:
-            while pending and len(running) < workers:
-                name, model = pending.pop(0)
-                receive, send = ctx.Pipe(duplex=False)
-                with warnings.catch_warnings():
-                    # Python 3.12+ warns that forking a multi-threaded process may deadlock: the
-                    # child touches none of the other threads' locks (see _fit_in_child).
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    proc = ctx.Process(target=_fit_in_child, args=(model, factories[name],
-                                                                   {**kwargs, "desc": name,
-                                                                    "val_loader": vals[name]},
-                                                                   threads, send))
-                    proc.start()
-                send.close()
-                running[name] = (proc, receive)
-            done = multiprocessing.connection.wait([r for _, r in running.values()])
-            for name in [n for n, (_, r) in running.items() if r in done]:
-                proc, receive = running.pop(name)
-                try:
-                    message = pickle.loads(receive.recv_bytes())
-                except EOFError:
-                    proc.join()
-                    raise RuntimeError(f"training {name!r} in a child process died (exit code {proc.exitcode}); "
-                                       "out of memory? Try fit_many(..., workers=1)") from None
-                finally:
-                    receive.close()
-                proc.join()
-                if message[0] == "error":
-                    raise RuntimeError(f"training {name!r} failed in a child process: {message[1]}\n"
-                                       f"{message[2]}")
-                _, history, state, _ = message
-                models[name].load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
-                models[name].eval()
-                histories[name] = history
-    finally:
-        for proc, receive in running.values():
-            proc.kill()
-            proc.join()
-            receive.close()
-    return {name: histories[name] for name in models}
+    ex = resolve_execution(model) if execution is None else execution
+    scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler) if scaler is None else scaler
+    if class_weights is not None:
+        class_weights = class_weights.detach().float().to(ex.device)
+    criterion = loss_fn or (lambda out, target: _loss(out, target, ignore_index, class_weights))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    n_steps = len(loader) if hasattr(loader, "__len__") else None
+    model.train()
+    loss_sum, correct, counted = (torch.zeros((), device=ex.device, dtype=ex.accumulator_dtype) for _ in range(3))
+    step_loss = []
+    for images, targets in loader:
+        why = batch_norm_batch_of_one(model, _batch_size(images))
+        if why and n_steps != 1:
+            warnings.warn(f"fit skipped a training batch of one image: {why}, or a batch size that "
+                          "divides the dataset", RuntimeWarning, stacklevel=3)
+            if bar is not None:
+                bar.update(1)
+            continue
+        main, aux, targets = _forward_batch(model, images, targets, ex, task=task, num_classes=num_classes,
+                                            ignore_index=ignore_index, check=loss_fn is None)
+        with ex.autocast():
+            loss = criterion(main, targets)
+            for a in aux:
+                loss = loss + aux_weight * criterion(a, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip_grad is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        detached = loss.detach()
+        step_loss.append(detached)
+        loss_sum += detached
+        if task != "regression":
+            with torch.no_grad():
+                valid = targets != ignore_index
+                correct += ((main.argmax(1) == targets) & valid).sum()
+                counted += valid.sum()
+        if bar is not None:
+            bar.update(1)
+    if not step_loss:
+        raise ValueError(f"the train_loader yielded no usable batches (len() is {n_steps}; batches of one "
+                         "image are skipped for models with batch norm)")
+    total = float(loss_sum)  # one host sync per epoch, not per step
+    if not math.isfinite(total):
+        lr = optimizer.param_groups[0].get("initial_lr", optimizer.param_groups[0]["lr"])
+        raise FloatingPointError(f"training loss became {total}; lower the learning rate (lr={lr})")
+    return {"loss": total / len(step_loss), "step_loss": [float(x) for x in step_loss],
+            "accuracy": None if task == "regression" else float(correct) / max(float(counted), 1.0)}
 
 
 def _epoch_line(desc: str, epoch: int, epochs: int, h: History) -> str:
@@ -722,16 +571,8 @@ def evaluate(
         if task == "segmentation" else None
     try:
         for images, targets in loader:
-            if num_classes is not None and targets.device.type == "cpu":
-                _check_labels(targets, num_classes, ignore_index)
-            cpu_targets = targets
-            images = ex.images(images)
-            targets = targets.to(ex.device, non_blocking=True)
-            with ex.autocast():
-                logits, _ = _split_output(model(images))
-            _check_logits(logits, targets, task, num_classes)
-            if num_classes is None or cpu_targets.device.type != "cpu":
-                _check_labels(cpu_targets, logits.shape[1], ignore_index)
+            logits, _, targets = _forward_batch(model, images, targets, ex, task=task, num_classes=num_classes,
+                                                ignore_index=ignore_index)
             valid = targets != ignore_index
             # sum over valid pixels; ignored ones contribute 0 (no host sync per batch)
             loss_sum += F.cross_entropy(logits.float(), targets, ignore_index=ignore_index, reduction="sum")

@@ -1,4 +1,4 @@
-"""Plotting helpers: label palettes, overlays, segmentation grids, training curves, tables.
+"""Plotting helpers: label palettes, segmentation grids, map grids, tables.
 
 All functions take torch tensors or NumPy arrays in the book's conventions (images ``[3, H, W]``
 float in [0, 1], masks ``[H, W]`` int) and return matplotlib objects, so a chapter cell is one
@@ -18,14 +18,13 @@ from matplotlib.patches import Patch
 from .constants import IGNORE_INDEX
 
 __all__ = [
+    "show_sampling_points",
     "PALETTE",
     "IGNORE_COLOR",
     "colorize",
-    "overlay",
     "to_image",
     "show_segmentation",
     "show_maps",
-    "plot_history",
     "BOOK_FIGURE_WIDTH",
     "BOOK_RC",
     "figure_style",
@@ -140,17 +139,6 @@ def colorize(mask: ArrayLike, *, ignore_index: int = IGNORE_INDEX) -> np.ndarray
     return out
 
 
-def overlay(image: ArrayLike, mask: ArrayLike, *, alpha: float = 0.5, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """Blend the coloured mask over the image (background pixels keep the image): ``[H, W, 3]`` float."""
-    img = to_image(image)
-    m = _np(mask)
-    if m.shape != img.shape[:2]:
-        raise ValueError(f"image is {img.shape[:2]} but mask is {m.shape}")
-    colours = colorize(m, ignore_index=ignore_index).astype(np.float32) / 255.0
-    blend = np.where((m > 0)[..., None], (1 - alpha) * img + alpha * colours, img)
-    return blend
-
-
 def _legend(fig, class_names: Sequence[str]) -> None:
     handles = [Patch(facecolor=PALETTE[i % len(PALETTE)] / 255.0, edgecolor="0.5", label=name)
                for i, name in enumerate(class_names)]
@@ -209,47 +197,6 @@ def show_segmentation(
         _legend(fig, class_names)
     fig.tight_layout(rect=(0, 0.06 if class_names else 0, 1, 1))
     return fig
-
-
-def plot_history(histories, key: str = "train_loss", *, ax=None, logy: bool = False, steps: bool = False,
-                 smooth: int = 1, title: Optional[str] = None):
-    """Plot one series of one or several :class:`~segbook.train.History` objects.
-
-    Args:
-        histories: a History, or ``{"label": History, ...}``.
-        key: ``"train_loss"``, ``"train_accuracy"`` or ``"val.<metric>"``; ignored when ``steps``.
-        steps: plot the per-step training loss instead (x axis: optimisation step).
-        smooth: moving-average window for per-step curves.
-        logy: log-scale y axis.
-
-    Returns:
-        The matplotlib ``Axes``.
-    """
-    from .train import History  # local import: viz must not import the training loop at module load
-
-    if isinstance(histories, History):
-        histories = {"": histories}
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.2))
-    for label, h in histories.items():
-        if steps:
-            y = np.asarray(h.step_loss, dtype=np.float64)
-            if smooth > 1 and len(y) >= smooth:
-                y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(np.arange(len(y)) + (smooth - 1 if smooth > 1 else 0), y, label=label or None)
-        else:
-            y = h.series(key)
-            ax.plot(np.arange(1, len(y) + 1), y, marker="o", ms=3, label=label or None)
-    ax.set_xlabel("step" if steps else "epoch")
-    ax.set_ylabel("training loss" if steps else key.replace("val.", "validation ").replace("_", " "))
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    if any(histories):
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return ax
 
 
 MISSING = "\u2014"  # an em dash: what a table shows for a missing value (None, NaN, an absent key)
@@ -395,4 +342,45 @@ def show_maps(maps: Mapping[str, ArrayLike], *, ncols: Optional[int] = None, pan
         bar.ax.tick_params(labelsize=8)
         if colorbar_label:
             bar.set_label(colorbar_label, fontsize=9)
+    return fig
+
+
+def show_sampling_points(image: ArrayLike, panels: Mapping[str, ArrayLike], pixels: Sequence[Sequence[int]], *,
+                         suptitle: Optional[str] = None, margin: int = 5):
+    """Draw where a convolution samples: one panel per entry of ``panels`` over the same image.
+
+    Args:
+        image: ``[H, W]`` grey image.
+        panels: ``{title: taps}`` with ``taps [H_out, W_out, K, 2]`` input coordinates ``(y, x)`` of
+            the ``K`` taps of every output (e.g. :func:`segbook.nn.regular_grid` and
+            :meth:`segbook.nn.DeformConv2d.sampling_points`).
+        pixels: the outputs ``(y, x)`` whose taps are drawn, each in its own colour, marked ``+``.
+        margin: pixels shown around the image (taps may read outside it).
+
+    Returns:
+        the figure (one row of panels).
+    """
+    img = _np(image)
+    if img.ndim != 2:
+        raise ValueError(f"image must be [H, W], got shape {img.shape}")
+    if not panels:
+        raise ValueError("panels is empty: pass {title: taps [H, W, K, 2]}")
+    h, w = img.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, taps) in zip(axes[0], panels.items()):
+        taps = _np(taps)
+        if taps.ndim != 4 or taps.shape[-1] != 2:
+            raise ValueError(f"panel {title!r}: taps must be [H, W, K, 2] (y, x), got shape {taps.shape}")
+        ax.imshow(img, cmap="gray")
+        for i, (oy, ox) in enumerate(pixels):
+            c = f"C{(1, 2, 0, 3, 4)[i % 5]}"
+            ax.scatter(taps[oy, ox, :, 1], taps[oy, ox, :, 0], s=14, color=c)
+            ax.plot(ox, oy, "+", color=c, ms=11, mew=2)
+        ax.set_xlim(-1 - margin, w + margin)
+        ax.set_ylim(h + margin, -1 - margin)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     return fig

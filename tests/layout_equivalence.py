@@ -89,13 +89,13 @@ def chapters():
                                 fcn16s, fcn32s, googlenet_small, unet)
 
     cases = [
-        ("ch1 plain-8 w4", lambda: cifar_resnet(8, width=4, shortcuts=False, num_classes=4), {}),
-        ("ch1 ResNet-8 w4", lambda: cifar_resnet(8, width=4, num_classes=4), {}),
-        ("ch1 ResNet-8 w8 (chapter width)", lambda: cifar_resnet(8, width=8, num_classes=4), {}),
-        ("ch1 SE-ResNet-8 w8", lambda: cifar_resnet(8, width=8, se_reduction=16, num_classes=4), {}),
-        ("ch1 GoogLeNet w0.25 (aux heads)", lambda: googlenet_small(num_classes=4, width=0.25, dropout=0.0,
+        ("ch1 plain-8 w4", lambda: cifar_resnet(depth=8, width=4, shortcuts=False, num_classes=4), {}),
+        ("ch1 ResNet-8 w4", lambda: cifar_resnet(depth=8, width=4, num_classes=4), {}),
+        ("ch1 ResNet-8 w8 (chapter width)", lambda: cifar_resnet(depth=8, width=8, num_classes=4), {}),
+        ("ch1 SE-ResNet-8 w8", lambda: cifar_resnet(depth=8, width=8, se_reduction=16, num_classes=4), {}),
+        ("ch1 GoogLeNet w0.25 (aux heads)", lambda: googlenet_small(num_classes=4, width_mult=0.25, dropout=0.0,
                                                                      aux_dropout=0.0), {"size": 32}),
-        ("ch1 DenseNet-BC-10", lambda: densenet_bc(10, growth_rate=4, num_classes=4), {}),
+        ("ch1 DenseNet-BC-10", lambda: densenet_bc(depth=10, growth_rate=4, num_classes=4), {}),
         ("ch1 EfficientNet-s phi=0", lambda: efficientnet_small(0, num_classes=4, base_resolution=16), {}),
         ("ch1 deformable TinyConvNet", lambda: TinyConvNet(in_channels=1, channels=8, num_classes=2, deformable=True),
          {"n_classes": 2, "in_ch": 1}),

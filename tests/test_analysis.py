@@ -12,8 +12,6 @@ from segbook.analysis import (
 )
 from segbook.nn import ConvBNAct
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 # ---------------------------------------------------------------------------------------------
 # count_params
@@ -264,3 +262,24 @@ def test_top_channels_finds_the_matching_channel():
     assert top_channels(feats, target, 5)[-1] == 4
     with pytest.raises(ValueError):
         top_channels(feats[0], target)
+
+
+def test_best_time_returns_the_fastest_call(monkeypatch):
+    import types
+
+    import segbook.analysis as analysis
+
+    clock = iter([0.0, 3.0, 10.0, 11.5, 20.0, 22.0])  # calls of 3 s, 1.5 s and 2 s
+    monkeypatch.setattr(analysis, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    calls = []
+    assert analysis.best_time(lambda: calls.append(1), repeats=3) == 1.5
+    assert len(calls) == 3
+
+
+def test_best_time_checks_its_arguments():
+    from segbook.analysis import best_time
+
+    with pytest.raises(TypeError, match="callable"):
+        best_time(42)
+    with pytest.raises(ValueError, match="repeats"):
+        best_time(lambda: None, repeats=0)

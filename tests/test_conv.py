@@ -10,9 +10,6 @@ import torch.nn as nn
 from segbook.nn import ConvBNAct, make_divisible, same_padding
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 # ---------------------------------------------------------------------------------------------
 # same_padding
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +117,9 @@ def test_convbnact_layers_and_no_bias_with_bn():
     assert conv.bias is None
     assert conv.kernel_size == (3, 3) and conv.padding == (1, 1)
     assert block[1].num_features == 16
-    assert block.in_ch == 3 and block.out_ch == 16
+    assert block.in_channels == 3 and block.out_channels == 16
+    named = ConvBNAct(in_channels=3, out_channels=16)  # the names nn.Conv2d uses
+    assert [p.shape for p in named.parameters()] == [p.shape for p in block.parameters()]
     assert sum(p.numel() for p in block.parameters()) == 3 * 16 * 9 + 2 * 16
 
 
@@ -162,7 +161,7 @@ def test_convbnact_groups_and_depthwise():
     assert grouped[0].weight.shape == (12, 2, 3, 3)
     assert grouped(torch.randn(1, 8, 10, 10)).shape == (1, 12, 5, 5)
     with pytest.raises(ValueError):
-        ConvBNAct(8, 6, groups=4)  # out_ch not divisible by groups
+        ConvBNAct(8, 6, groups=4)  # out_channels not divisible by groups
 
 
 def test_convbnact_explicit_padding():

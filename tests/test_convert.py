@@ -22,11 +22,16 @@ def test_linear_to_conv1x1_equals_linear_at_every_pixel(bias):
 
 
 def test_conversion_copies_weights():
+    # same values, own storage: training the conv (weight or bias) leaves the linear layer as it was
     lin = nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in lin.state_dict().items()}
     conv = linear_to_conv1x1(lin)
+    assert torch.equal(conv.weight, lin.weight.view(2, 3, 1, 1)) and torch.equal(conv.bias, lin.bias)
     with torch.no_grad():
-        conv.weight.zero_()
-    assert lin.weight.abs().sum() > 0
+        conv.weight.add_(1.0)
+        conv.bias.add_(1.0)
+    for name, value in lin.state_dict().items():
+        assert torch.equal(value, before[name]), f"changing the conv changed the linear layer's {name}"
 
 
 def test_linear_to_conv1x1_keeps_dtype():

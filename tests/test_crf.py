@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from crf_fixtures import noisy_probs, random_scene
+
 from segbook import crf
 from segbook.crf import (
     BACKENDS,
@@ -15,19 +17,15 @@ from segbook.crf import (
     gaussian_blur,
     mean_field,
     mean_field_iterates,
-    noisy_probs,
-    random_scene,
     resolve_backend,
     unary_from_probs,
 )
+from segbook.crf.exact import ExactKernel, pixel_features
 from segbook.data import ShapesSegmentation
 
 HAS_PYDENSECRF = crf.pydensecrf_available()
 needs_pydensecrf = pytest.mark.skipif(not HAS_PYDENSECRF, reason='pydensecrf not installed (pip install "segbook[crf]")')
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def scene(size: int, seed: int, num_classes: int = 21):
@@ -103,14 +101,24 @@ def test_lattice_agrees_with_pydensecrf_on_shapes(index):
 
 def test_exact_chunked_equals_cached():
     image, _, probs = scene(24, 0, num_classes=4)
-    feats = crf._features(torch.from_numpy(image), 80, 13, torch.float64)
-    cached = crf._ExactKernel(feats)
-    chunked = crf._ExactKernel(feats, chunk_bytes=24 * 24 * 8 * 7, cache_bytes=0)  # 7 rows a block
+    feats = pixel_features(torch.from_numpy(image), 80, 13, torch.float64)
+    cached = ExactKernel(feats)
+    chunked = ExactKernel(feats, chunk_bytes=24 * 24 * 8 * 7, cache_bytes=0)  # 7 rows a block
     assert cached.full is not None and chunked.full is None and chunked.rows == 7
     values = torch.rand(24 * 24, 3, dtype=torch.float64)
     brute = torch.exp(-0.5 * torch.cdist(feats, feats) ** 2) @ values
     torch.testing.assert_close(cached(values), brute)
     torch.testing.assert_close(chunked(values), brute)
+
+
+def test_pixel_features_are_x_then_y_then_colour():
+    """pydensecrf's order and scaling: (x/sxy, y/sxy, r/srgb, g/srgb, b/srgb), pixels in row-major order."""
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[1, 2] = (30, 60, 90)
+    feats = pixel_features(torch.from_numpy(image), 2.0, 10.0, torch.float64)
+    assert feats.shape == (6, 5) and feats.dtype == torch.float64
+    torch.testing.assert_close(feats[5], torch.tensor([1.0, 0.5, 3.0, 6.0, 9.0], dtype=torch.float64))
+    torch.testing.assert_close(pixel_features(torch.from_numpy(image), 2.0, None, torch.float32), feats[:, :2].float())
 
 
 def test_gaussian_blur_is_the_exact_gaussian_sum():
@@ -178,7 +186,11 @@ def test_mean_field_iterates_end_at_dense_crf(backend):
     image, _, probs = scene(24, 1, num_classes=5)
     steps = mean_field_iterates(image, probs, backend=backend, iterations=4)
     assert len(steps) == 5 and all(s.shape == probs.shape for s in steps)
-    np.testing.assert_allclose(steps[-1], dense_crf(image, probs, backend=backend, iterations=4), atol=1e-5)
+    final = dense_crf(image, probs, backend=backend, iterations=4)
+    if backend == "pydensecrf":  # its inference() and step-by-step loop are separate C++ paths
+        np.testing.assert_allclose(steps[-1], final, atol=1e-5)
+    else:  # one torch code path: bit for bit
+        np.testing.assert_array_equal(steps[-1], final)
     np.testing.assert_allclose(steps[0].argmax(0), probs.argmax(0))
     assert np.abs(steps[1] - steps[0]).mean() > 1e-3  # an iteration changes something
 
@@ -243,17 +255,41 @@ def test_bad_inputs_are_explained(image, probs, error, match):
         dense_crf(image, probs, backend="lattice")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"backend": "densecrf"}, "unknown backend"),
-    ({"iterations": -1}, "iterations"),
-    ({"iterations": 2.5}, "iterations"),
-    ({"bilateral_srgb": 0}, "bilateral_srgb"),
-    ({"gaussian_sxy": float("nan")}, "gaussian_sxy"),
-    ({"bilateral_compat": "10"}, "bilateral_compat"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"backend": "densecrf"}, ValueError, "unknown backend"),
+    ({"iterations": -1}, ValueError, "iterations"),
+    ({"iterations": 2.5}, TypeError, "iterations"),
+    ({"bilateral_srgb": 0}, ValueError, "bilateral_srgb"),
+    ({"gaussian_sxy": float("nan")}, ValueError, "gaussian_sxy"),
+    ({"bilateral_sxy": "80"}, TypeError, "bilateral_sxy"),
+    ({"bilateral_compat": "10"}, TypeError, "bilateral_compat"),
+    ({"gaussian_compat": float("inf")}, ValueError, "gaussian_compat"),
+    ({"gaussian_compat": torch.ones(2)}, ValueError, "one-element"),
+    ({"bilateral_compat": torch.tensor(3)}, TypeError, "float tensor"),
 ])
-def test_bad_parameters_are_explained(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_parameters_are_explained(kwargs, error, match):
+    with pytest.raises(error, match=match):
         dense_crf(np.zeros((8, 8, 3), np.uint8), np.ones((2, 8, 8), np.float32) / 2, **kwargs)
+
+
+def test_numpy_numbers_and_negative_weights_are_accepted():
+    image, _, probs = scene(12, 0, num_classes=3)
+    plain = dense_crf(image, probs, backend="lattice", iterations=2, gaussian_sxy=3.0, bilateral_compat=-1.0)
+    numpy = dense_crf(image, probs, backend="lattice", iterations=np.int64(2), gaussian_sxy=np.float32(3),
+                      bilateral_compat=np.float64(-1))
+    np.testing.assert_array_equal(numpy, plain)
+
+
+@pytest.mark.parametrize("unary, backend, error, match", [
+    (np.zeros((2, 8, 8), np.float32), "lattice", TypeError, "float tensor"),
+    (torch.zeros(2, 8, 8, dtype=torch.long), "lattice", TypeError, "float tensor"),
+    (torch.zeros(1, 2, 8, 8), "lattice", ValueError, r"\[C, H, W\]"),
+    (torch.zeros(2, 8, 8), "pydensecrf", ValueError, "torch backends"),
+    (torch.zeros(2, 8, 9), "exact", ValueError, "resize"),
+])
+def test_mean_field_explains_bad_input(unary, backend, error, match):
+    with pytest.raises(error, match=match):
+        mean_field(unary, np.zeros((8, 8, 3), np.uint8), backend=backend)
 
 
 def test_missing_pydensecrf_names_the_crf_extra(monkeypatch):
@@ -286,6 +322,14 @@ def test_scene_helpers():
         noisy_probs(labels, 3)
     with pytest.raises(ValueError, match="size"):
         random_scene(4)
+
+
+def test_package_front_exports_the_crf_and_no_test_inputs():
+    assert len(crf.__all__) == len(set(crf.__all__))
+    for name in crf.__all__:
+        assert hasattr(crf, name), name
+    for fixture in ("random_scene", "noisy_probs"):  # synthetic inputs live in tests/crf_fixtures.py
+        assert not hasattr(crf, fixture)
 
 
 # ------------------------------------------------------------------------------ device dispatch

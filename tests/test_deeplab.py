@@ -5,7 +5,9 @@ import torch.nn as nn
 
 from segbook.layout import guard_cpu_layout
 from segbook.analysis import count_params
-from segbook.models.deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
+from segbook.models.deeplab import (ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, _deeplab, aspp_rates, deeplabv3,
+                                    deeplabv3plus)
+from segbook.models.segmentation import resize_to_input
 
 SMALL = dict(num_classes=5, depth=10, width=4, base_rates=(1, 2, 3))
 BUILDERS = {"v3": deeplabv3, "v3plus": deeplabv3plus}
@@ -109,7 +111,7 @@ def test_decoder_adds_parameters():
 
 def test_batch_of_one_in_training_is_a_clear_error():
     model = deeplabv3plus(output_stride=16, **SMALL).train()
-    with pytest.raises(ValueError, match="batch of one"):
+    with pytest.raises(ValueError, match="batch of one image, and the ASPP image-pooling branch .*image_pooling=False"):
         model(torch.rand(1, 3, 64, 64))
     model.eval()
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 5, 64, 64)
@@ -190,3 +192,38 @@ def test_configured_as_torchvisions_deeplabv3_resnet50():
     x = torch.rand(1, 3, 40, 48)
     with torch.inference_mode():
         torch.testing.assert_close(ours.eval()(x), theirs.eval()(x)["out"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", list(BUILDERS))
+def test_forward_is_backbone_aspp_decoder_resize(variant):
+    model = BUILDERS[variant](output_stride=16, **SMALL).eval()
+    x = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        aspp = model.aspp(feats["layer4"])
+        logits = model.decoder(aspp, feats["layer1"]) if variant == "v3plus" else model.head(aspp)
+        assert torch.equal(model(x), resize_to_input(logits, x))
+        assert torch.equal(model(x), model.resize_output(model.decode(model.encode(x)), x))
+
+
+def test_deeplab_builder_is_keyword_only():
+    with pytest.raises(TypeError):
+        _deeplab(True, 5, 3, 10, 4, 16, "small", None, (1, 2, 3), True, False, 0.1, None, 48)  # noqa
+    model = _deeplab(decoder=True, num_classes=5, in_channels=3, depth=10, width=4, output_stride=16, stem="small",
+                     aspp_channels=None, base_rates=(1, 2, 3), image_pooling=True, separable=False, dropout=0.1,
+                     decoder_channels=None, reduced_channels=8)
+    assert model.decoder is not None and model.aspp.out_channels == 16 and model.decoder.reduce[0].out_channels == 8
+    with pytest.raises(TypeError):
+        deeplabv3plus(5)
+
+
+@pytest.mark.parametrize("kw,err", [
+    ({"width": 4.0}, TypeError), ({"num_classes": "5"}, TypeError), ({"aspp_channels": 16.0}, TypeError),
+    ({"reduced_channels": None}, TypeError), ({"decoder_channels": 0}, ValueError), ({"image_pooling": 1}, TypeError),
+    ({"separable": "no"}, TypeError), ({"dropout": "0.1"}, TypeError), ({"dropout": 1.5}, ValueError),
+    ({"dropout": -0.1}, ValueError),
+])
+def test_builder_arguments_are_checked(kw, err):
+    args = {**SMALL, **kw}
+    with pytest.raises(err, match=next(iter(kw))):
+        deeplabv3plus(**args)

@@ -9,9 +9,6 @@ from torchvision.ops import deform_conv2d
 from segbook.nn import DeformConv2d, regular_grid, sampling_points
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _bilinear_reference(x, points, weight, bias):
     """Deformable conv written out: sample x at `points` ([N, Ho, Wo, T, 2], (y, x)), then mix."""
     n, c, h, w = x.shape

@@ -53,16 +53,20 @@ def test_transition_compresses_and_halves():
 
 
 def test_densenet_bc_sizes():
-    m = densenet_bc(40).eval()
+    m = densenet_bc(depth=40).eval()
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert [len(b.layers) for b in m.blocks] == [6, 6, 6]
     # Huang et al. 2017, Table 2: DenseNet-BC (L=100, k=12) has 0.8M parameters.
-    assert round(count_params(densenet_bc(100)) / 1e6, 1) == 0.8
+    assert round(count_params(densenet_bc(depth=100)) / 1e6, 1) == 0.8
 
 
 def test_bad_depth():
     with pytest.raises(ValueError, match="6n \\+ 4") as err:
-        densenet_bc(41)
+        densenet_bc(depth=41)
     assert "40" in str(err.value) and "46" in str(err.value)
+    with pytest.raises(TypeError, match="depth"):
+        densenet_bc(depth=40.0)
+    with pytest.raises(TypeError):
+        densenet_bc(40)  # keyword-only: densenet_bc(depth=40)
     with pytest.raises(ValueError, match="images"):
-        densenet_bc(10)(torch.randn(1, 1, 8, 8))
+        densenet_bc(depth=10)(torch.randn(1, 1, 8, 8))

@@ -12,14 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from torch import nn  # noqa: E402
 
-from segbook.diagrams import (  # noqa: E402
-    deeplab_diagram, dense_block_diagram, fcn_skip_diagram, figure_text, inception_diagram, mbconv_diagram, residual_block_diagram,
-    se_block_diagram, transposed_conv_diagram, unet_diagram,
-)
-from segbook.models import DenseBlock, Inception, InceptionConfig, MBConv, fcn8s, fcn16s, fcn32s, inception_3a  # noqa: E402
-from segbook.models.resnet import BasicBlock, PadShortcut  # noqa: E402
+from segbook.diagrams import deeplab_diagram, figure_text, transposed_conv_diagram, unet_diagram  # noqa: E402
 from segbook.models.unet import unet, unet_paper  # noqa: E402
-from segbook.nn import SqueezeExcite  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -41,95 +35,6 @@ def test_figure_text_collects_every_string():
     assert "a title" in text and "box 42" in text
 
 
-def test_inception_diagram_shows_3a_widths():
-    fig = inception_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    # GoogLeNet 3a (Table 1): 192 in; 64 | 96 -> 128 | 16 -> 32 | pool -> 32; 256 out
-    for label in ("input, 192 ch", "1×1 conv, 64", "1×1 conv, 96", "3×3 conv, 128", "1×1 conv, 16", "5×5 conv, 32",
-                  "3×3 max pool", "1×1 conv, 32", "64 + 128 + 32 + 32 = 256 ch"):
-        assert label in text.replace("conv\n", "conv, "), label
-
-
-def test_inception_diagram_reads_the_module_not_the_paper():
-    module = Inception(40, InceptionConfig(8, 12, 20, 4, 6, 10))
-    text = figure_text(inception_diagram(module))
-    assert "40 → 44 channels" in text and "8 + 20 + 6 + 10 = 44 ch" in text
-    assert "1×1 conv, 12" in text and "1×1 conv, 4" in text
-    naive = figure_text(inception_diagram(inception_3a(reductions=False)))
-    assert "1×1 conv, 96" not in naive and "1×1 conv, 16" not in naive  # no reductions drawn
-    assert "3×3 conv, 128" in naive.replace("conv\n", "conv, ")
-    with pytest.raises(TypeError, match="Inception module"):
-        inception_diagram(nn.Conv2d(3, 3, 1))
-
-
-def test_residual_block_diagram_plain_and_residual():
-    fig = residual_block_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    assert "plain: y = ReLU(F(x))" in text and "residual: y = ReLU(F(x) + x)" in text
-    assert text.count("3×3 conv, 16") == 4  # two convs in each panel
-    assert "identity x" in text
-    down = figure_text(residual_block_diagram(BasicBlock(16, 32, stride=2, downsample=PadShortcut(16, 32, 2))))
-    assert "3×3 conv, 32, stride 2" in down and "PadShortcut" in down and "x, 16 ch" in down
-    proj = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
-    assert "1×1 conv, 32, stride 2" in figure_text(residual_block_diagram(BasicBlock(16, 32, 2, proj)))
-    se = figure_text(residual_block_diagram(BasicBlock(64, 64, se_reduction=16)))
-    assert "SE gate, 64 → 4 → 64" in se
-
-
-def test_dense_block_diagram_counts_channels_and_connections():
-    fig = dense_block_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    assert "growth rate k = 12, 10 connections" in text
-    for reads in (24, 36, 48, 60):
-        assert f"reads {reads} ch" in text
-    assert "24 + 4×12 = 72 ch" in text and "1×1 conv, 48" in text
-    text6 = figure_text(dense_block_diagram(DenseBlock(6, 16, 8, bn_size=2)))
-    assert "6 layers, growth rate k = 8, 21 connections" in text6
-    assert "reads 56 ch" in text6 and "1×1 conv, 16" in text6 and "16 + 6×8 = 64 ch" in text6
-    with pytest.raises(TypeError, match="DenseBlock"):
-        dense_block_diagram(nn.Linear(2, 2))
-
-
-def test_se_block_diagram():
-    fig = se_block_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    assert "FC 64 → 4, ReLU" in text and "FC 4 → 64, sigmoid" in text and "64×1×1" in text
-    assert "FC 96 → 6" in figure_text(se_block_diagram(SqueezeExcite(96, reduction=16)))
-    with pytest.raises(TypeError, match="SqueezeExcite"):
-        se_block_diagram(nn.ReLU())
-
-
-def test_mbconv_diagram():
-    fig = mbconv_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    assert "1×1 conv, 96 (expand ×6)" in text and "3×3 depthwise conv, 96" in text
-    assert "SE: 96 → 4 → 96" in text and "1×1 conv, 16 (project)" in text and "identity" in text
-    down = figure_text(mbconv_diagram(MBConv(16, 24, kernel_size=5, stride=2, expand_ratio=4, se_ratio=0)))
-    assert "5×5 depthwise conv, 64, stride 2" in down and "SE" not in down and "identity" not in down
-    assert "no shortcut" in down
-    assert "expand" not in figure_text(mbconv_diagram(MBConv(16, 16, expand_ratio=1)))
-
-
-def test_fcn_skip_diagram_variants():
-    fig = fcn_skip_diagram()
-    _fits_column(fig)
-    text = figure_text(fig)
-    assert "FCN-32s: no skips" in text and "FCN-16s: skips from pool4" in text
-    assert "FCN-8s: skips from pool4, pool3" in text
-    assert "32× bilinear" in text and "16× bilinear" in text and "8× bilinear" in text
-    assert "pool3\n/8, 64 ch" in text and "pool5\n/32, 128 ch" in text
-    wide = figure_text(fcn_skip_diagram(fcn8s(num_classes=21, width=8)))
-    assert "pool4\n/16, 64 ch" in wide and "score_pool3\n1×1, 21 ch" in wide
-    assert wide.count("2× up") == 2
-    assert figure_text(fcn_skip_diagram(fcn16s())).count("2× up") == 1
-    assert "2× up" not in figure_text(fcn_skip_diagram([fcn32s()]))
-
-
 def test_transposed_conv_diagram_counts_overlaps():
     fig = transposed_conv_diagram()
     _fits_column(fig)
@@ -147,7 +52,6 @@ def test_transposed_conv_diagram_counts_overlaps():
         transposed_conv_diagram(nn.Conv2d(1, 1, 3))
     with pytest.raises(ValueError, match="in_size"):
         transposed_conv_diagram(in_size=0)
-
 
 
 def _texts_do_not_overlap(fig: Figure) -> None:
@@ -198,6 +102,16 @@ def test_unet_diagram_sides_agree_with_a_forward_pass():
     assert "crop 32 → 24\nconcat → 16 ch" in valid
 
 
+def test_unet_diagram_names_each_upsampling_kind():
+    # the label is read from the block's kind: a nearest or pixel-shuffle U-Net is not "bilinear"
+    for kind, label in (("nearest", "nearest ×2,\n3×3 conv → 4 ch"), ("bilinear", "bilinear ×2,\n3×3 conv → 4 ch"),
+                        ("pixelshuffle", "pixel shuffle ×2\n→ 4 ch"), ("transposed2", "up-conv 2×2\n→ 4 ch")):
+        text = figure_text(unet_diagram(unet(num_classes=3, depth=1, base_width=4, upsampling=kind), input_size=16))
+        assert label in text, (kind, text)
+        others = {"nearest ×2", "bilinear ×2", "pixel shuffle ×2", "up-conv 2×2"} - {label.split(",")[0].split("\n")[0]}
+        assert not any(o in text for o in others), (kind, text)
+
+
 def test_unet_diagram_paper_configuration():
     fig = unet_diagram(unet_paper(), input_size=572)
     _fits_column(fig)
@@ -222,8 +136,10 @@ def test_unet_diagram_rejects_what_it_cannot_draw():
         unet_diagram(input_size=30)
     with pytest.raises(ValueError, match="input_size 570 .*with valid padding.*556 or 572"):
         unet_diagram(unet_paper(), input_size=570)
-    for bad in (0, 32.0, "32"):
-        with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(ValueError, match="input_size"):
+        unet_diagram(input_size=0)
+    for bad in (32.0, "32"):
+        with pytest.raises(TypeError, match="input_size"):
             unet_diagram(input_size=bad)
 
 

@@ -9,11 +9,8 @@ from segbook.models import (
     B0_STAGES, EfficientNet, MBConv, compound_scaling, efficientnet_small,
     round_filters, round_repeats,
 )
-from segbook.models.efficientnet import drop_path
+from segbook.nn.drop_path import drop_path
 from segbook.nn import SqueezeExcite
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_compound_scaling_values():
@@ -28,17 +25,20 @@ def test_compound_scaling_values():
     assert compound_scaling(0.5).depth_mult == pytest.approx(math.sqrt(1.2))
 
 
-@pytest.mark.parametrize("phi", [-1, float("nan"), float("inf"), True, "1", None])
-def test_invalid_phi(phi):
-    with pytest.raises(ValueError, match="phi"):
+@pytest.mark.parametrize("phi, error", [(-1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                                        (True, TypeError), ("1", TypeError), (None, TypeError)])
+def test_invalid_phi(phi, error):
+    with pytest.raises(error, match="phi"):
         compound_scaling(phi)
-    with pytest.raises(ValueError):
+    with pytest.raises(error):
         efficientnet_small(phi)
 
 
 def test_invalid_coefficients():
     with pytest.raises(ValueError, match="alpha"):
         compound_scaling(1, alpha=0.9)
+    with pytest.raises(TypeError, match="gamma"):
+        compound_scaling(1, gamma="1.15")
     with pytest.raises(ValueError, match="base_resolution"):
         compound_scaling(1, base_resolution=0)
 
@@ -97,6 +97,12 @@ def test_mbconv_errors():
         MBConv(8, 8, kernel_size=4)
     with pytest.raises(ValueError, match=r"\[N, 8, H, W\]"):
         MBConv(8, 8)(torch.randn(1, 4, 5, 5))
+    with pytest.raises(ValueError, match="out_channels"):
+        MBConv(8, 0)
+    with pytest.raises(TypeError, match="in_channels"):
+        MBConv(8.0, 8)
+    with pytest.raises(ValueError, match="expand_ratio"):
+        MBConv(8, 8, expand_ratio=0)
 
 
 def test_drop_path():

@@ -1,5 +1,6 @@
 """Tests for segbook.experiments.deeplab_crf: batch CRF refinement, scores, grid search."""
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -60,9 +61,31 @@ def test_crf_cleans_noise_and_grid_search_picks_a_qualifying_setting():
         crf_grid_search(images, probs, target, 2, {})
 
 
-def test_seconds_per_image_is_positive():
+def test_seconds_per_image_is_the_best_repeat_divided_by_the_images(monkeypatch):
+    """A fake clock that only crf_refine advances (6, 2, then 4 s for 2 images): the result is the
+    best repeat per image, 1.0 s, and backend and parameters reach crf_refine on every repeat."""
+    import segbook.experiments.deeplab_crf as deeplab_crf
+
+    clock, durations, calls = [0.0], iter([6.0, 2.0, 4.0]), []
+
+    def fake_refine(images, probs, **kwargs):
+        calls.append(kwargs)
+        clock[0] += next(durations)
+        return probs
+
+    monkeypatch.setattr(deeplab_crf, "crf_refine", fake_refine)
+    monkeypatch.setattr(deeplab_crf, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    images, probs, _ = _scene(n=2, size=8)
+    assert seconds_per_image(images, probs, backend="exact", repeats=3, iterations=1, bilateral_sxy=5) == 1.0
+    assert calls == [{"backend": "exact", "iterations": 1, "bilateral_sxy": 5}] * 3
+
+
+def test_seconds_per_image_runs_the_crf_it_names():
     images, probs, _ = _scene(n=1, size=8)
-    assert seconds_per_image(images, probs, backend="exact", iterations=1) > 0
+    with pytest.raises(ValueError, match="unknown backend"):  # the backend reaches dense_crf
+        seconds_per_image(images, probs, backend="densecrf")
+    with pytest.raises(ValueError, match="repeats"):
+        seconds_per_image(images, probs, backend="exact", repeats=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,9 +7,6 @@ from segbook.experiments.deformable import (
 from segbook.nn import DeformConv2d
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def _centres(image, k=2):
     # The two brightest local maxima (noise is 0.05, blobs peak near 1).
     img = image[0]
@@ -66,6 +63,10 @@ def test_dataset_errors():
         blob_pair_sample(0, 0, split="val")
     with pytest.raises(ValueError, match="seed"):
         blob_pair_sample(-1, 0)
+    with pytest.raises(ValueError, match="index"):
+        blob_pair_sample(0, 2**31)
+    with pytest.raises(TypeError, match="seed"):
+        blob_pair_sample(0.0, 0)
 
 
 def test_twin_has_same_weights_and_output_at_init():
@@ -156,3 +157,48 @@ def test_train_demo_gives_the_same_numbers_in_processes_and_in_this_process():
     for name in ("plain_history", "deform_history", "dilated_history"):
         assert getattr(one, name) == getattr(many, name), name
     assert (one.deform_accuracy, one.dilated_loss) == (many.deform_accuracy, many.dilated_loss)
+
+
+def test_deformable_taps_reads_the_offsets_blobs_and_shifts():
+    from segbook.experiments.deformable import deformable_taps
+    from segbook.nn import regular_grid
+
+    torch.manual_seed(0)
+    net = TinyConvNet(deformable=True).eval()
+    image, _ = blob_pair_sample(0, 3, split="test")
+    layer = net.deform
+    # a constant learned offset: every tap moves by (dy, dx) = (1.5, -2.0), length 2.5
+    with torch.no_grad():
+        layer.offset.weight.zero_()
+        layer.offset.bias.copy_(torch.tensor([1.5, -2.0]).repeat(9))
+    study = deformable_taps(net, image, far_px=4)
+    h, w = image.shape[-2:]
+    grid = regular_grid((h, w))
+    assert study.grid.shape == study.points.shape == (h, w, 9, 2)
+    assert torch.equal(study.grid, grid)
+    assert torch.allclose(study.points, grid + torch.tensor([1.5, -2.0]))
+    assert set(study.blobs) == set(_centres(image))
+    assert torch.allclose(study.shift, torch.full((h, w), 2.5))
+    assert study.offset_blob == pytest.approx(2.5) and study.offset_far == pytest.approx(2.5)
+    # "far" means farther than far_px from both centres
+    (y1, x1), (y2, x2) = study.blobs
+    assert not study.far[y1, x1] and not study.far[y1, min(w - 1, x1 + 4)] and study.far[0, 0] == (
+        min(y1 ** 2 + x1 ** 2, y2 ** 2 + x2 ** 2) > 16)
+    # taps outside the image, counted by hand
+    taps = torch.stack([study.points[y1, x1], study.points[y2, x2]])
+    expect = int(((taps[..., 0] < 0) | (taps[..., 0] > h - 1) | (taps[..., 1] < 0) | (taps[..., 1] > w - 1)).sum())
+    assert study.outside == expect
+    # a huge shift sends every blob tap outside
+    with torch.no_grad():
+        layer.offset.bias.fill_(100.0)
+    assert deformable_taps(net, image).outside == 18
+
+
+def test_deformable_taps_needs_a_deformable_net_and_one_image():
+    from segbook.experiments.deformable import deformable_taps
+
+    image, _ = blob_pair_sample(0, 0)
+    with pytest.raises(TypeError, match="deformable"):
+        deformable_taps(TinyConvNet(), image)
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        deformable_taps(TinyConvNet(deformable=True), image[None])

@@ -9,9 +9,6 @@ from segbook.experiments.unet import AugmentedPairs, border_band, compare_input_
 from segbook.models.unet import UNet, unet
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 def test_random_crops_are_windows_and_repeat_with_the_seed():
     images = torch.arange(2 * 3 * 10 * 12, dtype=torch.float32).view(2, 3, 10, 12)
     masks = images[:, 0].long()
@@ -58,8 +55,9 @@ def test_compare_input_policies_counts_missing_pixels_as_errors():
             return torch.nn.functional.one_hot(x[:, 0].long(), 3).permute(0, 3, 1, 2).float()
 
     net = unet(depth=2, base_width=2, num_classes=3)
-    net.features = lambda x: {"logits": Oracle()(x)}    # labels encoded in channel 0 of the image
-    masks = torch.randint(0, 3, (2, 9, 9))
+    net.contracting_path = lambda x: {"image": x}          # labels encoded in channel 0 of the image
+    net.expanding_path = lambda maps: {"logits": Oracle()(maps["image"])}
+    masks = torch.randint(0, 3, (2, 9, 9), generator=torch.Generator().manual_seed(0))
     images = masks[:, None].float().expand(2, 3, 9, 9).contiguous()
     rows = {r["policy"]: r for r in compare_input_policies(net, images, masks, band=1, repeats=1)}
     assert rows["pad"]["acc border"] == 1.0 and rows["pad"]["acc interior"] == 1.0 and rows["pad"]["mIoU"] == 1.0

@@ -1,4 +1,6 @@
 """Tests for segbook.experiments.upsampling (chapter 3's decoders, SR nets and training loop)."""
+import copy
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -8,9 +10,9 @@ import torch.nn.functional as F
 
 from segbook.checkerboard import checkerboard_score
 from segbook.experiments.upsampling import (
-    DOWNSAMPLERS, Autoencoder, DownsamplingEncoder, SuperResolutionNet, UpsamplingDecoder, downsample_pairs,
-    draw_scatter_1d, evaluate_regression, flat_images, input_gradient, interior, scene_images, show_images,
-    train_regression,
+    DOWNSAMPLERS, Autoencoder, DownsamplingEncoder, PermutationBatches, SuperResolutionNet, UpsamplingDecoder,
+    downsample_pairs, draw_scatter_1d, evaluate_regression, flat_images, input_gradient, interior, mse_loss,
+    scene_images, show_images, train_regression,
 )
 from segbook.nn.upsample import UPSAMPLERS
 
@@ -89,7 +91,7 @@ def test_train_regression_learns_and_is_reproducible():
         hist = train_regression(model, low, high, steps=60, batch_size=16, lr=5e-3, seed=3)
         after = evaluate_regression(model, low, high)
         results.append(after["mse"])
-        assert len(hist.step_loss) == 60 and hist.seconds > 0
+        assert len(hist.step_loss) == 60 and hist.total_seconds > 0 and hist.task == "regression"
         assert after["mse"] < 0.5 * before
         assert after["outputs"].shape == high.shape and 0 <= after["checkerboard"] <= 1
     assert results[0] == results[1]
@@ -97,6 +99,74 @@ def test_train_regression_learns_and_is_reproducible():
         train_regression(model, low[:3], high, steps=1)
     with pytest.raises(ValueError, match="steps"):
         train_regression(model, low, high, steps=0)
+
+
+def _reference_regression_loop(model, inputs, targets, *, steps, batch_size, lr, seed):
+    """The loop train_regression was before it became a fit call (kept here as the reference)."""
+    import math
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
+    gen = torch.Generator().manual_seed(seed)
+    n = inputs.shape[0]
+    order, pos, losses = torch.randperm(n, generator=gen), 0, []
+    model.train()
+    for _ in range(steps):
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos: pos + batch_size]
+        pos += batch_size
+        loss = F.mse_loss(model(inputs[idx]).float(), targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@pytest.mark.parametrize("kind", ["transposed4", "bilinear"])
+def test_train_regression_is_fit_with_the_old_loops_numbers_bitwise(kind):
+    """fit(task="regression", optimizer="adam", cosine per step, PermutationBatches) == the former hand loop,
+    bit for bit, over several fresh permutations (52 samples, batches of 16: a new permutation every 3 steps)."""
+    gen = torch.Generator().manual_seed(1)
+    high = F.interpolate(torch.rand(52, 3, 4, 4, generator=gen), size=(8, 8), mode="bilinear", align_corners=False)
+    low, _ = downsample_pairs(high)
+    torch.manual_seed(2)
+    model = SuperResolutionNet(kind, width=8, final_conv=False, residual=True)
+    ref = copy.deepcopy(model)
+    rng = torch.get_rng_state()
+    hist = train_regression(model, low, high, steps=20, batch_size=16, lr=4e-3, seed=5)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global random state is left alone
+    want = _reference_regression_loop(ref, low, high, steps=20, batch_size=16, lr=4e-3, seed=5)
+    assert hist.step_loss == want
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+
+
+def test_permutation_batches_draw_without_replacement_and_repeat():
+    x, y = torch.arange(10).float().view(10, 1), torch.arange(10)
+    batches = PermutationBatches(x, y, batch_size=4, steps=5, seed=3)
+    assert len(batches) == 5
+    got = [b for b in batches]
+    assert len(got) == 5 and all(xb.shape == (4, 1) and torch.equal(xb[:, 0].long(), yb) for xb, yb in got)
+    # 10 samples, batches of 4: two batches per permutation (8 distinct samples), then a fresh one
+    first = torch.cat([got[0][1], got[1][1]])
+    assert len(set(first.tolist())) == 8
+    gen = torch.Generator().manual_seed(3)
+    perm = torch.randperm(10, generator=gen)
+    assert torch.equal(first, perm[:8]) and torch.equal(got[2][1], torch.randperm(10, generator=gen)[:4])
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(got, batches))  # every iteration starts from the seed
+    with pytest.raises(ValueError, match="differ in length"):
+        PermutationBatches(x, y[:3], batch_size=4, steps=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        PermutationBatches(x, y, batch_size=0, steps=1)
+
+
+def test_mse_loss_is_float32_mse():
+    out, target = torch.rand(2, 3, dtype=torch.bfloat16), torch.rand(2, 3)
+    loss = mse_loss(out, target)
+    assert loss.dtype == torch.float32 and torch.equal(loss, F.mse_loss(out.float(), target))
 
 
 def test_input_errors():

@@ -4,7 +4,7 @@ import torch
 
 from segbook.analysis import count_params
 from segbook.models.backbones import VGGBackbone
-from segbook.models.fcn import FCN, MIN_INPUT_SIZE, FCNHead, ScoreLayer, fcn8s, fcn16s, fcn32s, patch_classifier
+from segbook.models.fcn import FCN, MIN_INPUT_SIZE, FCNHead, ScoreLayer, _fcn, fcn8s, fcn16s, fcn32s, patch_classifier
 
 SMALL = dict(num_classes=5, width=4, hidden=8)
 BUILDERS = {"fcn32s": fcn32s, "fcn16s": fcn16s, "fcn8s": fcn8s}
@@ -163,3 +163,34 @@ def test_constructor_errors():
 def test_patch_classifier_shapes():
     clf = patch_classifier(num_classes=6, width=8).eval()
     assert clf(torch.rand(3, 3, 16, 16)).shape == (3, 6)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_forward_is_score_maps_out_and_encode_decode_resize(name):
+    model = _randomise_skips(BUILDERS[name](**SMALL)).eval()
+    x = torch.rand(2, 3, 45, 67)
+    with torch.no_grad():
+        out, maps = model(x), model.score_maps(x)
+        assert torch.equal(out, maps["out"])
+        coarse = model.decode(model.encode(x))
+        assert torch.equal(coarse, list(maps.values())[-2]) and coarse.shape[-1] == -(-67 // model.output_stride)
+        assert torch.equal(out, model.resize_output(coarse, x))
+
+
+@pytest.mark.parametrize("kw,err", [
+    ({"width": 4.0}, TypeError), ({"hidden": 8.0}, TypeError), ({"hidden": 0}, ValueError),
+    ({"dropout": "0.1"}, TypeError), ({"dropout": 2.0}, ValueError), ({"learnable_upsample": 1}, TypeError),
+    ({"num_classes": 5.0}, TypeError),
+])
+def test_builder_arguments_are_checked(kw, err):
+    with pytest.raises(err, match=next(iter(kw))):
+        fcn8s(**{**SMALL, **kw})
+
+
+def test_fcn_builder_is_keyword_only():
+    with pytest.raises(TypeError):
+        _fcn((), 5, 3, 4, (1, 1, 2, 2, 2), 8, 0.1, True)  # noqa
+    model = _fcn(skips=("pool4",), num_classes=5, in_channels=3, width=4, depths=(1, 1, 2, 2, 2), hidden=None,
+                 dropout=0.1, learnable_upsample=False)
+    assert model.variant == "fcn16s" and model.head.fc6[0].out_channels == 32
+    assert not model.upsample_skips["pool4"].weight.requires_grad

@@ -30,3 +30,10 @@ def test_gpu_check_refuses_without_cuda_unless_dry(monkeypatch):
     mod = _load()
     monkeypatch.setattr(mod.torch.cuda, "is_available", lambda: False)
     assert mod.main(["--skip-chapters"]) == 2
+
+
+def test_gpu_check_uses_the_packages_execution_decision():
+    import segbook.execution
+
+    mod = _load()
+    assert mod.Execution is segbook.execution.Execution and mod.resolve_execution is segbook.execution.resolve_execution

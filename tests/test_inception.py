@@ -54,7 +54,7 @@ def test_config_scaling_and_errors():
 
 def test_aux_heads_in_train_only():
     torch.manual_seed(0)
-    m = googlenet_small(num_classes=5, width=0.125)
+    m = googlenet_small(num_classes=5, width_mult=0.125)
     x = torch.randn(2, 3, 16, 16)
     m.train()
     out = m(x)
@@ -74,17 +74,17 @@ def test_aux_heads_in_train_only():
 
 
 def test_no_aux_logits():
-    m = googlenet_small(width=0.125, aux_logits=False).train()
+    m = googlenet_small(width_mult=0.125, aux_logits=False).train()
     assert isinstance(m(torch.randn(2, 3, 16, 16)), torch.Tensor)
     assert m.aux1 is None
-    assert count_params(m) < count_params(googlenet_small(width=0.125))
+    assert count_params(m) < count_params(googlenet_small(width_mult=0.125))
 
 
 def test_without_aux_heads_keeps_every_shared_weight_and_trains_on_the_main_output():
     from segbook.models import without_aux_heads
 
     torch.manual_seed(0)
-    aux = googlenet_small(num_classes=5, width=0.125)
+    aux = googlenet_small(num_classes=5, width_mult=0.125)
     twin = without_aux_heads(aux)
     shared = {k: v for k, v in aux.state_dict().items() if not k.startswith(("aux1.", "aux2."))}
     assert shared.keys() == twin.state_dict().keys() and len(shared) < len(aux.state_dict())
@@ -96,7 +96,7 @@ def test_without_aux_heads_keeps_every_shared_weight_and_trains_on_the_main_outp
     assert isinstance(twin(x), torch.Tensor) and twin.aux1 is None and aux.aux1 is not None   # original untouched
     # a second net built with aux_logits=False from the same seed does not share the final classifier
     torch.manual_seed(0)
-    fresh = googlenet_small(num_classes=5, width=0.125, aux_logits=False)
+    fresh = googlenet_small(num_classes=5, width_mult=0.125, aux_logits=False)
     assert not torch.equal(fresh.fc.weight, aux.fc.weight)
     with pytest.raises(TypeError, match="GoogLeNet"):
         without_aux_heads(torch.nn.Linear(2, 2))
@@ -105,15 +105,15 @@ def test_without_aux_heads_keeps_every_shared_weight_and_trains_on_the_main_outp
 def test_googlenet_small_is_keyword_only():
     with pytest.raises(TypeError):
         googlenet_small(10)  # noqa: num_classes must be named, like the other builders
-    assert googlenet_small(num_classes=7, width=0.125).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    assert googlenet_small(num_classes=7, width_mult=0.125).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 7)
 
 
 def test_googlenet_bad_input():
-    m = googlenet_small(width=0.125)
+    m = googlenet_small(width_mult=0.125)
     with pytest.raises(ValueError, match="images"):
         m(torch.randn(2, 1, 32, 32))
     with pytest.raises(ValueError, match="width"):
-        googlenet_small(width=0)
+        googlenet_small(width_mult=0)
 
 
 def test_inception_aux_head_shapes_and_parameters():
@@ -130,7 +130,7 @@ def test_inception_aux_head_shapes_and_parameters():
 def test_aux_classifier_is_the_side_head_on_the_shared_trunk():
     from segbook.models import aux_classifier, googlenet_small, without_aux_heads
     torch.manual_seed(0)
-    net = googlenet_small(num_classes=5, width=0.125).eval()
+    net = googlenet_small(num_classes=5, width_mult=0.125).eval()
     x = torch.randn(3, 3, 16, 16)
     # reference: what forward() feeds each head in training mode, recomputed by hand in eval mode
     feats = {}

@@ -17,9 +17,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from segbook.execution import resolve_execution
 from segbook.layout import ONEDNN_BLOCK, as_nchw, guard_cpu_layout, guarded_convs, needs_nchw, unguard_cpu_layout
 from segbook.models import cifar_resnet, deeplabv3, deeplabv3plus, fcn8s, unet
-from segbook.train import fit, resolve_execution
+from segbook.train import fit
 
 SCRIPT = Path(__file__).with_name("layout_equivalence.py")
 TOL = 1e-4
@@ -64,7 +65,7 @@ def test_chapter_models_that_need_the_guard():
                                                                      "backbone.layer2.0.downsample.0"]
     assert guarded_convs(deeplabv3plus(width=16)) == []
     # chapter 1's CIFAR ResNets use parameter-free option-A shortcuts; U-Net and FCN have no strided 1x1
-    assert guarded_convs(cifar_resnet(20, width=8)) == []
+    assert guarded_convs(cifar_resnet(depth=20, width=8)) == []
     assert guarded_convs(unet(depth=2, base_width=4)) == [] and guarded_convs(fcn8s(width=8)) == []
     with pytest.raises(TypeError, match="nn.Module"):
         guarded_convs("not a model")

@@ -12,7 +12,8 @@ import torch.nn as nn
 import torchvision.models as tvm
 from torchvision.models import vgg as tv_vgg
 
-from segbook.models.fcn import FCN, vgg_backbone
+from segbook.models.backbones import vgg_backbone
+from segbook.models.fcn import FCN
 from segbook.models.pretrained import (
     IMAGENET_MEAN, IMAGENET_STD, ImageNetNormalized, fcn_vgg16, load_vgg16_features, vgg16_backbone,
 )

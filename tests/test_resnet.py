@@ -12,10 +12,7 @@ from segbook.models.resnet import (
     CifarResNet,
     PadShortcut,
     cifar_resnet,
-    plain20,
     resnet20,
-    resnet56,
-    se_resnet20,
     valid_depths,
 )
 
@@ -33,28 +30,43 @@ def resnet_param_formula(n: int, w: int, k: int = 10) -> int:
 @pytest.mark.parametrize("depth,width", [(8, 8), (20, 16), (32, 4)])
 def test_param_count_matches_hand_formula(depth, width):
     n = (depth - 2) // 6
-    assert count_params(cifar_resnet(depth, width=width)) == resnet_param_formula(n, width)
+    assert count_params(cifar_resnet(depth=depth, width=width)) == resnet_param_formula(n, width)
 
 
 def test_resnet20_and_56_sizes_match_paper():
     # He et al. 2016, Table 6: ResNet-20 0.27M, ResNet-56 0.85M parameters.
     assert round(count_params(resnet20()) / 1e6, 2) == 0.27
-    assert round(count_params(resnet56()) / 1e6, 2) == 0.85
+    assert round(count_params(cifar_resnet(depth=56)) / 1e6, 2) == 0.85
 
 
 def test_output_and_feature_shapes():
-    m = cifar_resnet(8, width=8, num_classes=7).eval()
+    m = cifar_resnet(depth=8, width=8, num_classes=7).eval()
     x = torch.randn(3, 3, 32, 32)
     assert m(x).shape == (3, 7)
     assert m.forward_features(x).shape == (3, 32, 8, 8)
     assert m(torch.randn(2, 3, 20, 28)).shape == (2, 7)  # global pooling: any size
 
 
+def test_trunk_shares_the_layers_and_gives_the_feature_map():
+    torch.manual_seed(0)
+    m = cifar_resnet(depth=8, width=4, shortcuts=False)
+    trunk = m.trunk()
+    x = torch.randn(2, 3, 16, 16)
+    for mode in (True, False):
+        m.train(mode)
+        trunk.train(mode)
+        assert torch.equal(trunk(x), m.forward_features(x))
+    # shared, not copied: a change to the net shows in the trunk
+    with torch.no_grad():
+        m.conv1.weight.mul_(2)
+    assert trunk[0].weight is m.conv1.weight and torch.equal(trunk.eval()(x), m.eval().forward_features(x))
+
+
 def test_plain_and_residual_differ_only_in_shortcuts():
     torch.manual_seed(0)
-    res = cifar_resnet(14, width=8)
+    res = cifar_resnet(depth=14, width=8)
     torch.manual_seed(0)
-    plain = cifar_resnet(14, width=8, shortcuts=False)
+    plain = cifar_resnet(depth=14, width=8, shortcuts=False)
     # Same parameter names, shapes and (same seed) values.
     sr, sp = res.state_dict(), plain.state_dict()
     assert list(sr) == list(sp)
@@ -74,13 +86,15 @@ def test_builders_are_keyword_only_and_consistent():
     assert isinstance(resnet20(width=8), CifarResNet)
     with pytest.raises(TypeError):
         resnet20(8)  # noqa: the width must be named
-    assert all(not b.shortcut for b in plain20(width=4).modules() if isinstance(b, BasicBlock))
+    with pytest.raises(TypeError):
+        cifar_resnet(20)  # noqa: the depth must be named too: cifar_resnet(depth=20)
+    assert isinstance(cifar_resnet(depth=20, width=4), CifarResNet)
     assert sum(isinstance(m, BasicBlock) for m in resnet20(width=4).modules()) == 9
 
 
 def test_depth_counts_weighted_layers():
     for depth in (8, 20, 32):
-        m = cifar_resnet(depth, width=4)
+        m = cifar_resnet(depth=depth, width=4)
         weighted = sum(isinstance(x, (nn.Conv2d, nn.Linear)) for x in m.modules())
         assert weighted == depth
 
@@ -88,7 +102,7 @@ def test_depth_counts_weighted_layers():
 @pytest.mark.parametrize("depth,suggested", [(21, ["20", "26"]), (19, ["14", "20"]), (3, ["8"])])
 def test_bad_depth_suggests_nearest(depth, suggested):
     with pytest.raises(ValueError) as err:
-        cifar_resnet(depth)
+        cifar_resnet(depth=depth)
     msg = str(err.value)
     assert "6n + 2" in msg
     assert all(s in msg for s in suggested)
@@ -96,20 +110,20 @@ def test_bad_depth_suggests_nearest(depth, suggested):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="width"):
-        cifar_resnet(8, width=0)
+        cifar_resnet(depth=8, width=0)
     with pytest.raises(ValueError, match="block"):
-        cifar_resnet(8, block="wide")
+        cifar_resnet(depth=8, block="wide")
     with pytest.raises(TypeError):
-        cifar_resnet(20.0)
+        cifar_resnet(depth=20.0)
     with pytest.raises(ValueError, match="images"):
-        cifar_resnet(8, width=4)(torch.randn(2, 1, 8, 8))
+        cifar_resnet(depth=8, width=4)(torch.randn(2, 1, 8, 8))
     assert valid_depths()[:4] == [8, 14, 20, 26]
     assert valid_depths("bottleneck")[:3] == [11, 20, 29]
 
 
 def test_he_init_std():
     torch.manual_seed(0)
-    m = cifar_resnet(20, width=16)
+    m = cifar_resnet(depth=20, width=16)
     for name, mod in m.named_modules():
         if isinstance(mod, nn.Conv2d) and mod.weight.numel() > 2000:
             fan_out = mod.out_channels * mod.kernel_size[0] * mod.kernel_size[1]
@@ -136,10 +150,10 @@ def test_bottleneck_block_and_net():
     assert blk(torch.randn(2, 64, 8, 8)).shape == (2, 64, 4, 4)
     # 1x1 (64->16) + 3x3 (16->16) + 1x1 (16->64) weights + three BNs.
     assert count_params(blk) == 64 * 16 + 9 * 16 * 16 + 16 * 64 + 2 * (16 + 16 + 64)
-    m = cifar_resnet(11, width=4, block="bottleneck").eval()
+    m = cifar_resnet(depth=11, width=4, block="bottleneck").eval()
     assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
     with pytest.raises(ValueError, match="9n \\+ 2"):
-        cifar_resnet(20 + 1, block="bottleneck")
+        cifar_resnet(depth=20 + 1, block="bottleneck")
 
 
 @pytest.mark.parametrize("block", ["basic", "bottleneck"])
@@ -149,7 +163,7 @@ def test_zero_init_residual_makes_blocks_identity_like(block, train):
     # computes relu(shortcut(x)): relu(x) for an identity shortcut, in training and in eval mode.
     torch.manual_seed(0)
     depth = 8 if block == "basic" else 20  # bottleneck: 9n + 2, n = 2 gives identity blocks too
-    m = cifar_resnet(depth, width=4, block=block, zero_init_residual=True).train(train)
+    m = cifar_resnet(depth=depth, width=4, block=block, zero_init_residual=True).train(train)
     blocks = [b for b in m.modules() if isinstance(b, (BasicBlock, Bottleneck))]
     identity_blocks = [b for b in blocks if b.downsample is None]
     assert identity_blocks and len(identity_blocks) < len(blocks)
@@ -162,7 +176,7 @@ def test_zero_init_residual_makes_blocks_identity_like(block, train):
         assert torch.equal(y, torch.relu(shortcut))
     # The same blocks without zero init do not reduce to relu(x): the check above can fail.
     torch.manual_seed(0)
-    plain_init = cifar_resnet(depth, width=4, block=block).train(train)
+    plain_init = cifar_resnet(depth=depth, width=4, block=block).train(train)
     b = next(b for b in plain_init.modules() if isinstance(b, (BasicBlock, Bottleneck)) and b.downsample is None)
     x = torch.randn(2, b.conv1.in_channels, 8, 8)
     with torch.no_grad():
@@ -171,23 +185,23 @@ def test_zero_init_residual_makes_blocks_identity_like(block, train):
 
 def test_se_blocks():
     se_mod = pytest.importorskip("segbook.nn.squeeze_excite")
-    m = cifar_resnet(8, width=16, se_reduction=4).eval()
+    m = cifar_resnet(depth=8, width=16, se_reduction=4).eval()
     ses = [x for x in m.modules() if isinstance(x, se_mod.SqueezeExcite)]
     assert len(ses) == 3  # one per block
     from segbook.analysis import capture
     with capture([s.gate for s in ses]) as got:
         assert m(torch.randn(2, 3, 16, 16)).shape == (2, 10)
-    assert count_params(m) > count_params(cifar_resnet(8, width=16))
+    assert count_params(m) > count_params(cifar_resnet(depth=8, width=16))
     assert got["2"][0].shape == (2, 64, 1, 1)
     with pytest.raises(ValueError):
-        cifar_resnet(8, se_reduction=0)
+        cifar_resnet(depth=8, se_reduction=0)
 
 
 def test_residual_ratios():
     from segbook.models.resnet import residual_ratios
 
     torch.manual_seed(0)
-    m = cifar_resnet(14, width=8).train()
+    m = cifar_resnet(depth=14, width=8).train()
     x = torch.randn(4, 3, 16, 16)
     r = residual_ratios(m, x)
     assert len(r) == 6 and all(v > 0 for v in r)
@@ -199,15 +213,13 @@ def test_residual_ratios():
             torch.nn.init.zeros_(b.bn2.bias)
     assert residual_ratios(m, x) == pytest.approx([0.0] * 6)
     with pytest.raises(ValueError, match="shortcuts"):
-        residual_ratios(cifar_resnet(8, width=4, shortcuts=False), x)
+        residual_ratios(cifar_resnet(depth=8, width=4, shortcuts=False), x)
 
 
 @pytest.mark.parametrize("depth", [8, 14, 20, 32, 44, 56, 110])
-def test_every_named_builder_pairs_a_resnet_with_its_plain_twin(depth):
-    import segbook.models.resnet as resnet_module
-
-    res = getattr(resnet_module, f"resnet{depth}")(width=4)
-    plain = getattr(resnet_module, f"plain{depth}")(width=4)
+def test_every_paper_depth_pairs_a_resnet_with_its_plain_twin(depth):
+    res = cifar_resnet(depth=depth, width=4)
+    plain = cifar_resnet(depth=depth, width=4, shortcuts=False)
     blocks = [m for m in res.modules() if isinstance(m, BasicBlock)]
     assert len(blocks) == 3 * (depth - 2) // 6
     assert all(b.shortcut for b in blocks)
@@ -224,7 +236,7 @@ def test_builders_are_written_out_as_defs():
 
     source = inspect.getsource(resnet_module)
     for name in resnet_module.__all__:
-        if name.startswith(("resnet", "plain", "se_resnet")):
+        if name.startswith(("resnet", "cifar_resnet")):
             fn = getattr(resnet_module, name)
             assert fn.__name__ == fn.__qualname__ == name
             assert f"\ndef {name}(*," in source, f"{name} is not written out as a keyword-only def"
@@ -233,7 +245,7 @@ def test_builders_are_written_out_as_defs():
 def test_se_resnet20_has_one_se_module_per_block():
     from segbook.nn import SqueezeExcite
 
-    net = se_resnet20(width=16, se_reduction=4)
+    net = cifar_resnet(depth=20, width=16, se_reduction=4)
     se = [m for m in net.modules() if isinstance(m, SqueezeExcite)]
     assert len(se) == 9
     assert count_params(net) > count_params(resnet20(width=16))
@@ -261,7 +273,7 @@ def test_inplace_shortcut_add_matches_the_formula_and_its_gradients(block_cls, s
 def test_residual_ratios_with_batch_stats_normalise_by_the_batch_and_leave_the_model_alone():
     from segbook.models.resnet import residual_ratios
     torch.manual_seed(0)
-    net = cifar_resnet(8, width=4).eval()
+    net = cifar_resnet(depth=8, width=4).eval()
     x = 3.0 + 5.0 * torch.randn(16, 3, 16, 16)          # far from the initial running mean 0 / variance 1
     before = {k: v.clone() for k, v in net.state_dict().items()}
     got = residual_ratios(net, x, batch_stats=True)

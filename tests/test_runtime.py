@@ -107,9 +107,10 @@ def test_seed_everything_deterministic_flags():
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = old
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "0", None, True, False, [0]])
-def test_seed_everything_rejects_bad_seeds(bad):
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError), (None, TypeError),
+                                        (True, TypeError), (False, TypeError), ([0], TypeError)])
+def test_seed_everything_rejects_bad_seeds(bad, error):
+    with pytest.raises(error, match="seed must be a non-negative int"):
         seed_everything(bad)
 
 

@@ -6,8 +6,6 @@ import torch.nn as nn
 from segbook.seeds import SeedSpread, final_loss, fit_over_seeds, format_spread, spread
 from segbook.train import History, fit
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_spread_and_its_format():
     s = spread([0.75, 0.70, 0.80])

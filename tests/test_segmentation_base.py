@@ -1,11 +1,13 @@
-"""Tests for segbook.models.segmentation: the input check and the resize every segmentation model shares."""
+"""Tests for segbook.models.segmentation: the one forward, the input check and the resize every segmentation model shares."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
-from segbook.models.segmentation import SegmentationModel, check_images, nearest_valid_sizes, resize_to_input
+from segbook.checks import batch_norm_batch_of_one
+from segbook.models.segmentation import (SegmentationModel, check_images, check_spatial_sizes, nearest_valid_sizes,
+                                         resize_to_input)
 
 
 @pytest.mark.parametrize("size,multiple,min_size,expected", [
@@ -26,10 +28,37 @@ def test_nearest_valid_sizes_matches_brute_force():
                 assert nearest_valid_sizes(size, multiple, min_size) == (below, above)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
-def test_nearest_valid_sizes_rejects_bad_args(bad):
-    with pytest.raises(ValueError, match="positive int"):
+@pytest.mark.parametrize("bad,err", [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_nearest_valid_sizes_rejects_bad_args(bad, err):
+    with pytest.raises(err, match="positive int"):
         nearest_valid_sizes(bad, 8)
+
+
+def test_check_spatial_sizes_names_the_nearest_sizes_of_each_bad_side():
+    even = dict(is_valid=lambda n: n % 2 == 0, nearest=lambda n: (n - 1 if n > 1 else None, n + 1))
+    check_spatial_sizes(torch.zeros(1, 1, 6, 4), **even, name="Net", rule="r", fix="f")
+    with pytest.raises(ValueError) as info:
+        check_spatial_sizes(torch.zeros(1, 1, 7, 1), **even, name="Net (even)", rule="each side must be even",
+                            fix="Crop it.")
+    assert str(info.value) == ("Net (even) cannot take a 7x1 input: each side must be even; got height 7 (nearest "
+                               "that work: 6 or 8); width 1 (nearest that work: 2). Crop it.")
+    with pytest.raises(ValueError, match=r"^Net cannot take a 6x5 input: r; got width 5 \(nearest that work: 4 or 6\)\. f$"):
+        check_spatial_sizes(torch.zeros(6, 5), **even, name="Net", rule="r", fix="f")
+
+
+def test_batch_norm_batch_of_one_only_for_one_value_in_training_with_batch_norm():
+    with_bn, without = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2)), nn.Conv2d(1, 2, 1)
+    why = batch_norm_batch_of_one(with_bn, 1)
+    assert "single value per channel" in why and "drop_last=True" in why
+    assert batch_norm_batch_of_one(with_bn, 1, values_per_channel=0) == why
+    assert batch_norm_batch_of_one(with_bn, 1, values_per_channel=4) is None   # a 2x2 map is 4 values
+    assert batch_norm_batch_of_one(with_bn, 2) is None and batch_norm_batch_of_one(with_bn, 0) is None
+    assert batch_norm_batch_of_one(without, 1) is None
+    assert batch_norm_batch_of_one(with_bn.eval(), 1) is None
+    # what it predicts is what torch does
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        with_bn.train()(torch.zeros(1, 1, 1, 1))
+    with_bn(torch.zeros(1, 1, 2, 2))
 
 
 def test_check_images_accepts_valid():
@@ -68,21 +97,22 @@ class _Tiny(SegmentationModel):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, stride=8, padding=1)
+        self.backbone = nn.Conv2d(3, 4, 3, stride=8, padding=1)
         self.bn = nn.BatchNorm2d(4)
 
     @property
     def total_stride(self):
         return 8
 
-    def forward(self, x):
-        self.check_input(x)
-        return resize_to_input(self.bn(self.conv(x)), x)
+    def decode(self, features):
+        return self.bn(features)
 
 
 def test_segmentation_model_checks_and_resizes():
-    m = _Tiny()
-    assert m(torch.zeros(2, 3, 16, 24)).shape == (2, 4, 16, 24)
+    m = _Tiny().eval()
+    x = torch.rand(2, 3, 16, 24)
+    assert m(x).shape == (2, 4, 16, 24)
+    assert torch.equal(m(x), resize_to_input(m.bn(m.backbone(x)), x))   # check -> backbone -> decode -> resize
     with pytest.raises(ValueError, match="multiple of 8"):
         m(torch.zeros(2, 3, 17, 24))
 
@@ -93,3 +123,13 @@ def test_segmentation_model_batch_of_one_clear_error_in_training_only():
         m(torch.zeros(1, 3, 8, 8))
     m.eval()
     assert m(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 8, 8)
+
+
+def test_decode_is_what_a_subclass_must_write():
+    class NoDecode(SegmentationModel):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Identity()
+
+    with pytest.raises(NotImplementedError, match="NoDecode must implement decode"):
+        NoDecode()(torch.zeros(2, 3, 4, 4))

@@ -3,12 +3,10 @@ import torch
 
 from segbook.analysis import capture
 import torch.nn as nn
+import torch.nn.functional as F
 
 from segbook.analysis import count_params
 from segbook.nn import SqueezeExcite, se_hidden_channels, squeeze_excite
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shape_and_scores_in_unit_interval():
@@ -69,11 +67,19 @@ def test_scores_depend_on_global_content_only():
 
 
 def test_gradients_flow_and_act_option():
-    se = SqueezeExcite(8, reduction=2, act=nn.SiLU)
-    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    torch.manual_seed(0)
+    se = SqueezeExcite(8, reduction=2, act=nn.SiLU).double()
+    x = torch.randn(2, 8, 4, 4, dtype=torch.float64, requires_grad=True)
+    # the activation between the two 1x1 layers is the one asked for (SiLU, not the default ReLU)
+    z = x.detach().mean(dim=(2, 3))
+    silu = torch.sigmoid(se.fc2(F.silu(se.fc1(z[:, :, None, None])))).flatten(1)
+    relu = torch.sigmoid(se.fc2(F.relu(se.fc1(z[:, :, None, None])))).flatten(1)
+    assert not torch.allclose(silu, relu)  # the two activations give other scores here
+    torch.testing.assert_close(se.scores(x.detach()), silu, rtol=0, atol=1e-12)
+    # gradients reach the input (through both the rescaled input and the scores) and both layers
+    assert torch.autograd.gradcheck(se, (x,), eps=1e-6, atol=1e-6)
     se(x).sum().backward()
-    assert x.grad is not None and se.fc1.weight.grad.abs().sum() > 0
-    assert isinstance(se.act, nn.SiLU)
+    assert se.fc1.weight.grad.abs().sum() > 0 and se.fc2.weight.grad.abs().sum() > 0
 
 
 def test_errors():

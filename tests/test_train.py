@@ -10,14 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segbook.constants import TASKS
 from segbook.data import make_loader
-from segbook.train import (TASKS, History, class_balance_weights, evaluate, fit, fit_many, lr_factor, parallel_workers,
-                           predict)
+from segbook.train import (OPTIMIZERS, History, class_balance_weights, evaluate, fit, lr_factor, make_optimizer, predict,
+                           train_one_epoch)
 
 QUIET = dict(progress=False, log=False)
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,6 +142,43 @@ def test_fit_sgd_and_clip_grad():
     hist = fit(cls_net(), batches(x, y, 8), task="classification", epochs=2, lr=0.1,
                optimizer="sgd", clip_grad=1.0, schedule=None, **QUIET)
     assert hist.train_loss[-1] < hist.train_loss[0]
+
+
+def test_fit_uses_the_optimizer_it_is_asked_for():
+    """SGD (Nesterov) and AdamW take different steps from the same start: one step each, replayed by hand."""
+    x, y = cls_data(n=8)
+    data = batches(x, y, 8)
+    start = cls_net()
+    loss = F.cross_entropy(start(x), y)
+    grads = torch.autograd.grad(loss, list(start.parameters()))
+    nets = {}
+    for name in ("sgd", "adamw", "adam"):
+        nets[name] = copy.deepcopy(start)
+        fit(nets[name], data, task="classification", epochs=1, lr=0.1, optimizer=name, momentum=0.9,
+            weight_decay=0.0, schedule=None, seed=None, **QUIET)
+    for p, g, q_sgd, q_adam in zip(start.parameters(), grads, nets["sgd"].parameters(), nets["adamw"].parameters()):
+        # Nesterov SGD's first step: buf = g, update = g + momentum * buf = 1.9 g
+        torch.testing.assert_close(q_sgd, p - 0.1 * 1.9 * g)
+        # Adam's first step moves every weight with a gradient by lr (times sign(g))
+        moved = g.abs() > 1e-4
+        torch.testing.assert_close((q_adam - p)[moved].abs(), torch.full_like(p[moved], 0.1), rtol=1e-3, atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(nets["adam"].parameters(), nets["adamw"].parameters()))  # wd = 0
+
+
+def test_fit_clip_grad_bounds_the_update():
+    """With plain SGD one step moves the weights by lr * g clipped to norm clip_grad."""
+    x, y = cls_data(n=8)
+    start = cls_net()
+    grads = torch.autograd.grad(F.cross_entropy(start(x), y), list(start.parameters()))
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    clip = float(norm) / 10
+    for clip_grad, scale in ((None, 1.0), (clip, clip / float(norm))):
+        net = copy.deepcopy(start)
+        fit(net, batches(x, y, 8), task="classification", epochs=1, lr=0.5, optimizer="sgd", momentum=0.0,
+            weight_decay=0.0, schedule=None, clip_grad=clip_grad, seed=None, **QUIET)
+        with torch.no_grad():
+            step = torch.sqrt(sum(((q - p) ** 2).sum() for p, q in zip(start.parameters(), net.parameters())))
+        assert float(step) == pytest.approx(0.5 * float(norm) * scale, rel=1e-4)
 
 
 def test_history_fields_lengths():
@@ -414,22 +449,23 @@ def test_fit_wrong_logits_rank():
 @pytest.mark.parametrize("task", ["detection", "Segmentation", None])
 def test_fit_bad_task(task):
     x, y = cls_data(n=8)
-    with pytest.raises(ValueError, match=re.escape(f"task must be one of {TASKS}, got {task!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"task must be one of {(*TASKS, 'regression')}, got {task!r}")):
         fit(cls_net(), batches(x, y, 4), task=task, epochs=1, **QUIET)
 
 
 def test_fit_bad_optimizer_and_schedule():
     x, y = cls_data(n=8)
-    with pytest.raises(ValueError, match="optimizer must be 'adamw' or 'sgd', got 'adam'"):
-        fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, optimizer="adam", **QUIET)
+    with pytest.raises(ValueError, match=re.escape(f"optimizer must be one of {OPTIMIZERS}, got 'lamb'")):
+        fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, optimizer="lamb", **QUIET)
     with pytest.raises(ValueError, match="schedule must be 'cosine', 'poly' or None"):
         fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, schedule="step", **QUIET)
 
 
-@pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "2"])
-def test_fit_bad_epochs(epochs):
+@pytest.mark.parametrize("epochs, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
+                                           ("2", TypeError)])
+def test_fit_bad_epochs(epochs, error):
     x, y = cls_data(n=8)
-    with pytest.raises(ValueError, match="epochs must be a positive int"):
+    with pytest.raises(error, match="epochs must be a positive int"):
         fit(cls_net(), batches(x, y, 4), task="classification", epochs=epochs, **QUIET)
 
 
@@ -534,31 +570,6 @@ def test_labels_out_of_range_get_a_clear_error_in_fit_and_evaluate(bad):
         evaluate(model, loader, task="segmentation", num_classes=6)
     masks[0, 0, 0] = 255  # the ignore index is allowed
     evaluate(model, loader, task="segmentation", num_classes=6)
-
-
-# ---------------------------------------------------------------------------------------------
-# Precision and device choices (the GPU path, tested on the CPU)
-# ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("capability,expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
-                                                 ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
-def test_amp_dtype_follows_compute_capability_not_emulated_bf16(monkeypatch, capability, expected):
-    from segbook.train import amp_dtype_for, resolve_execution
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # a T4 says yes
-    assert amp_dtype_for("cuda") == expected
-    ex = resolve_execution(device="cuda")
-    assert ex.amp and ex.channels_last and ex.amp_dtype == expected
-    assert ex.grad_scaler == (expected == torch.float16)
-
-
-def test_execution_on_cpu_and_mps_defaults():
-    from segbook.train import resolve_execution
-    ex = resolve_execution(torch.nn.Linear(2, 2))
-    assert ex.device.type == "cpu" and not ex.amp and not ex.channels_last and not ex.grad_scaler
-    assert ex.accumulator_dtype == torch.float64
-    assert resolve_execution(device="mps", amp=False).accumulator_dtype == torch.float32  # MPS has no float64
-    with pytest.raises(ValueError, match="model or a device"):
-        resolve_execution()
 
 
 def test_predict_and_evaluate_under_cpu_autocast_return_float_metrics():
@@ -717,129 +728,124 @@ def test_fit_rejects_warmup_longer_than_the_run():
         fit(cls_net(), batches(x, y, 4), task="classification", epochs=1, warmup_steps=2, **QUIET)
 
 
-# ---- fit_many: independent models, parallel processes on a multi-core CPU ----------------------
+# ---------------------------------------------------------------------------------------------
+# the pieces of fit: make_optimizer, train_one_epoch, loss_fn, schedule functions
+# ---------------------------------------------------------------------------------------------
+def test_make_optimizer_builds_each_kind():
+    params = list(cls_net().parameters())
+    adamw = make_optimizer(params, "adamw", lr=0.01, weight_decay=0.1)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["weight_decay"] == 0.1
+    adam = make_optimizer(params, "adam", lr=0.01)
+    assert type(adam) is torch.optim.Adam and adam.defaults["weight_decay"] == 0.0
+    sgd = make_optimizer(params, "sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert not make_optimizer(params, "sgd", lr=0.1, momentum=0.0).defaults["nesterov"]
+    assert OPTIMIZERS == ("adamw", "adam", "sgd")
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer(params, "rmsprop", lr=0.1)
+    with pytest.raises(ValueError, match="lr must be"):
+        make_optimizer(params, "adamw", lr=-1.0)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        make_optimizer(params, "sgd", lr=0.1, momentum=1.0)
+    with pytest.raises(TypeError, match="weight_decay"):
+        make_optimizer(params, "adamw", lr=0.1, weight_decay="0")
 
-def _seg_data(n=32, size=32, k=3):
+
+def test_fit_is_a_loop_over_train_one_epoch_bitwise():
+    """fit == resolve_execution + make_optimizer + lr_factor schedule + train_one_epoch per epoch, to the bit
+    (aux heads, sgd with momentum, clipping, warm-up and poly decay, class weights)."""
+    from segbook.execution import resolve_execution
+
+    x, y = seg_data(n=24)
+    data = batches(x, y, 8)
+    weights = torch.tensor([1.0, 2.5])
+    args = dict(task="segmentation", num_classes=2, aux_weight=0.4, class_weights=weights, clip_grad=0.5)
+    torch.manual_seed(0)
+    net = AuxSeg()
+    ref = copy.deepcopy(net)
+    hist = fit(net, data, epochs=2, lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=1e-3, schedule="poly",
+               warmup_steps=2, seed=7, **args, **QUIET)
+    ex = resolve_execution(ref)
+    torch.manual_seed(7)
+    ex.prepare(ref)
+    opt = make_optimizer([p for p in ref.parameters() if p.requires_grad], "sgd", lr=0.05, momentum=0.9,
+                         weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor("poly", 6, warmup_steps=2))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    epochs = [train_one_epoch(ref, data, opt, scheduler=sched, scaler=scaler, execution=ex, **args) for _ in range(2)]
+    assert hist.step_loss == epochs[0]["step_loss"] + epochs[1]["step_loss"]
+    assert hist.train_loss == [e["loss"] for e in epochs] and hist.train_accuracy == [e["accuracy"] for e in epochs]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+
+
+def test_train_one_epoch_alone_uses_the_models_execution():
+    x, y = cls_data(n=16)
+    net = cls_net()
+    opt = make_optimizer(net.parameters(), "adamw", lr=0.01)
+    out = train_one_epoch(net, batches(x, y, 8), opt, task="classification", num_classes=3)
+    assert set(out) == {"loss", "accuracy", "step_loss"} and len(out["step_loss"]) == 2
+    assert out["loss"] == pytest.approx(sum(out["step_loss"]) / 2) and 0 <= out["accuracy"] <= 1
+    assert net.training  # fit, not train_one_epoch, switches to eval at the end
+
+
+def test_fit_regression_with_mse_loss_fn_equals_a_manual_adam_loop():
+    """task="regression" + loss_fn: float targets, no label checks or accuracy; numbers of a hand-written loop."""
     g = torch.Generator().manual_seed(0)
-    return torch.utils.data.TensorDataset(torch.rand(n, 3, size, size, generator=g),
-                                          torch.randint(0, k, (n, size, size), generator=g))
+    x, w_true = torch.rand(32, 5, generator=g), torch.randn(5, 2, generator=g)
+    y = x @ w_true
+    data = batches(x, y, 8)
+    torch.manual_seed(0)
+    net = nn.Linear(5, 2)
+    ref = copy.deepcopy(net)
+    schedule = lambda t: 1.0 / (1 + t)  # noqa: E731  a function of the step, as LambdaLR takes
+    hist = fit(net, data, task="regression", loss_fn=F.mse_loss, epochs=2, lr=0.05, optimizer="adam",
+               weight_decay=0.0, schedule=schedule, seed=None, **QUIET)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    losses = []
+    for _ in range(2):
+        for xb, yb in data:
+            loss = F.mse_loss(ref(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+    assert hist.task == "regression" and hist.step_loss == losses
+    assert hist.train_accuracy == [] and len(hist.train_loss) == 2
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), ref.parameters()))
+    assert hist.step_loss[-1] < 0.5 * hist.step_loss[0]
 
 
-def _two_models(k=3):
-    from segbook.models import fcn8s, unet
-    torch.manual_seed(1)
-    return {"fcn": fcn8s(num_classes=k, width=4), "unet": unet(num_classes=k, depth=2, base_width=4)}
+def test_loss_fn_applies_to_main_and_aux_outputs():
+    x, y = seg_data(n=8)
+    torch.manual_seed(0)
+    net = AuxSeg()
+    seen = []
+
+    def loss_fn(out, target):
+        seen.append(tuple(out.shape))
+        return F.cross_entropy(F.interpolate(out, size=target.shape[-2:]), target)
+
+    fit(net, batches(x, y, 8), task="segmentation", loss_fn=loss_fn, epochs=1, **QUIET)
+    assert seen == [(8, 2, 8, 8), (8, 2, 4, 4)]
 
 
-FIT_ARGS = dict(task="segmentation", num_classes=3, epochs=2, lr=0.01, seed=5, channels_last=True)
-
-
-@pytest.mark.skipif(parallel_workers(2, "cpu") < 2, reason="needs Linux and two usable cores")
-def test_fit_many_in_processes_equals_fit_one_model_after_another():
-    ds = _seg_data()
-    make = lambda: make_loader(ds, 8, shuffle=True, seed=3, drop_last=True)  # noqa: E731
-    parallel, sequential = _two_models(), _two_models()
-    before = {k: v.clone() for k, v in parallel["unet"].state_dict().items()}
-    threads = torch.get_num_threads()
-    hist = fit_many(parallel, make, workers=2, **FIT_ARGS)
-    assert torch.get_num_threads() == threads  # the parent's setting is untouched
-    torch.set_num_threads(max(1, threads // 2))  # what each child used
-    try:
-        ref = {n: fit(m, make(), progress=False, log=False, desc=n, **FIT_ARGS) for n, m in sequential.items()}
-    finally:
-        torch.set_num_threads(threads)
-    assert list(hist) == ["fcn", "unet"]
-    for name in parallel:
-        got, want = parallel[name].state_dict(), sequential[name].state_dict()
-        assert all(torch.equal(got[k], want[k]) for k in want), name  # bitwise: same ops, same thread count
-        assert hist[name].step_loss == ref[name].step_loss and len(hist[name].step_loss) == 8
-        assert not parallel[name].training
-    assert not all(torch.equal(before[k], parallel["unet"].state_dict()[k]) for k in before)  # it did train
-
-
-def test_fit_many_with_one_worker_is_fit_in_order():
-    ds = _seg_data()
-    make = lambda: make_loader(ds, 8, shuffle=True, seed=3, drop_last=True)  # noqa: E731
-    a, b = _two_models(), _two_models()
-    hist = fit_many(a, make, workers=1, progress=False, log=False, **FIT_ARGS)
-    for name in a:
-        ref = fit(b[name], make(), progress=False, log=False, **FIT_ARGS)
-        assert hist[name].step_loss == ref.step_loss
-        assert all(torch.equal(a[name].state_dict()[k], v) for k, v in b[name].state_dict().items())
-
-
-@pytest.mark.skipif(parallel_workers(2, "cpu") < 2, reason="needs Linux and two usable cores")
-def test_fit_many_reports_a_failure_in_a_child_with_its_name_and_cause():
-    ds = _seg_data(k=5)  # labels up to 4 for 3-class models
-    make = lambda: make_loader(ds, 8)  # noqa: E731
-    with pytest.raises(RuntimeError, match=r"training 'fcn' failed in a child process: ValueError: .*label"):
-        fit_many(_two_models(), make, workers=2, **FIT_ARGS)
-
-
-def test_fit_many_gives_each_model_its_own_loader_when_given_a_mapping():
-    # one factory per model (chapter 4's augmentation ablation): each model trains on its own data,
-    # with the numbers fit gives it on that data, in processes or not
-    ds_a, ds_b = _seg_data(), torch.utils.data.TensorDataset(*(t.flip(-1) for t in _seg_data().tensors))
-    makers = {"fcn": lambda: make_loader(ds_a, 8, shuffle=True, seed=3, drop_last=True),
-              "unet": lambda: make_loader(ds_b, 8, shuffle=True, seed=3, drop_last=True)}
-    threads = torch.get_num_threads()
-    for workers in (1, 2):
-        got, ref = _two_models(), _two_models()
-        hist = fit_many(got, makers, workers=workers, **FIT_ARGS)
-        used = max(1, threads // min(workers, parallel_workers(2, "cpu")))
-        torch.set_num_threads(used)
-        try:
-            want = {n: fit(m, makers[n](), progress=False, log=False, desc=n, **FIT_ARGS) for n, m in ref.items()}
-        finally:
-            torch.set_num_threads(threads)
-        for name in got:
-            assert hist[name].step_loss == want[name].step_loss, (workers, name)
-    # the same model on the other loader would have seen other batches: the mapping is honoured
-    swapped = _two_models()
-    other = fit(swapped["unet"], makers["fcn"](), progress=False, log=False, **FIT_ARGS)
-    assert other.step_loss != hist["unet"].step_loss
-    with pytest.raises(ValueError, match=r"loaders for \['fcn'\] but the models are \['fcn', 'unet'\]"):
-        fit_many(_two_models(), {"fcn": makers["fcn"]}, **FIT_ARGS)
-    with pytest.raises(TypeError, match="callable that returns a fresh training loader"):
-        fit_many(_two_models(), {"fcn": makers["fcn"], "unet": make_loader(ds_b, 8)}, **FIT_ARGS)
-
-
-def test_fit_many_costs_change_the_start_order_not_the_numbers_and_val_loaders_may_differ():
-    ds = _seg_data()
-    make = lambda: make_loader(ds, 8, shuffle=True, seed=3, drop_last=True)  # noqa: E731
-    vals = {"fcn": make_loader(_seg_data(n=8), 8), "unet": make_loader(_seg_data(n=8, size=16), 8)}
-    for workers in (1, 2):
-        plain, ordered = _two_models(), _two_models()
-        want = fit_many(plain, make, workers=workers, val_loader=vals, **FIT_ARGS)
-        got = fit_many(ordered, make, workers=workers, val_loader=vals, costs={"fcn": 1, "unet": 3.5}, **FIT_ARGS)
-        assert list(got) == ["fcn", "unet"]                                  # returned in the order of models
-        for name in plain:
-            assert got[name].step_loss == want[name].step_loss, (workers, name)
-            assert got[name].final == want[name].final
-        assert got["fcn"].final != got["unet"].final                         # each scored on its own loader
-    with pytest.raises(ValueError, match=r"costs must map every model name"):
-        fit_many(_two_models(), make, costs={"fcn": 1}, **FIT_ARGS)
-    with pytest.raises(ValueError, match=r"costs\['unet'\] must be a positive number"):
-        fit_many(_two_models(), make, costs={"fcn": 1, "unet": 0}, **FIT_ARGS)
-    with pytest.raises(ValueError, match=r"val_loader has loaders for \['fcn'\]"):
-        fit_many(_two_models(), make, val_loader={"fcn": vals["fcn"]}, **FIT_ARGS)
-
-
-def test_fit_many_rejects_bad_arguments():
-    ds = _seg_data()
-    loader = make_loader(ds, 8)
-    with pytest.raises(TypeError, match="callable that returns a fresh training loader"):
-        fit_many(_two_models(), loader, **FIT_ARGS)
-    with pytest.raises(TypeError, match="do not pass desc="):
-        fit_many(_two_models(), lambda: loader, desc="x", **FIT_ARGS)
-    with pytest.raises(TypeError, match="non-empty mapping"):
-        fit_many({}, lambda: loader, **FIT_ARGS)
-    with pytest.raises(TypeError, match=r"models\['a'\] must be an nn.Module"):
-        fit_many({"a": "resnet"}, lambda: loader, **FIT_ARGS)
-
-
-def test_parallel_workers_uses_one_process_off_the_cpu_and_at_most_one_per_job():
-    assert parallel_workers(5, "cuda") == 1 and parallel_workers(5, torch.device("cuda", 0)) == 1
-    assert 1 <= parallel_workers(5, "cpu") <= 5 and parallel_workers(1, "cpu") == 1
-    with pytest.raises(ValueError):
-        parallel_workers(0)
+def test_fit_regression_and_loss_fn_errors():
+    x = torch.rand(8, 5)
+    data = batches(x, x[:, :2], 4)
+    with pytest.raises(ValueError, match="task='regression' needs loss_fn"):
+        fit(nn.Linear(5, 2), data, task="regression", epochs=1, **QUIET)
+    with pytest.raises(ValueError, match="no val_loader"):
+        fit(nn.Linear(5, 2), data, data, task="regression", loss_fn=F.mse_loss, epochs=1, **QUIET)
+    with pytest.raises(TypeError, match="loss_fn must be a function"):
+        fit(nn.Linear(5, 2), data, task="regression", loss_fn="mse", epochs=1, **QUIET)
+    xs, ys = seg_data(n=8)
+    with pytest.raises(ValueError, match="class_weights weigh the default cross-entropy"):
+        fit(seg_net(), batches(xs, ys, 4), task="segmentation", num_classes=2, loss_fn=F.cross_entropy,
+            class_weights=torch.ones(2), epochs=1, **QUIET)
+    with pytest.raises(ValueError, match="fold the warm-up into your schedule function"):
+        fit(nn.Linear(5, 2), data, task="regression", loss_fn=F.mse_loss, schedule=lambda t: 1.0, warmup_steps=1,
+            epochs=1, **QUIET)
+    with pytest.raises(ValueError, match="clip_grad"):
+        fit(seg_net(), batches(xs, ys, 4), task="segmentation", epochs=1, clip_grad=0.0, **QUIET)

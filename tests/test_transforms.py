@@ -5,16 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from segbook.constants import IGNORE_INDEX
 from segbook.data.transforms import (
-    IGNORE_INDEX,
     ClassificationAugment,
     SegmentationAugment,
     SegmentationEval,
     check_segmentation_pair,
 )
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def block_mask(h: int = 64, w: int = 64) -> torch.Tensor:
@@ -219,22 +216,22 @@ def test_bad_inputs_say_what_was_expected(transform, make, error, message):
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "kwargs, error, message",
     [
-        (dict(size=0), "size"),
-        (dict(size=32.0), "size"),
-        (dict(size=32, scale=(1.2, 0.8)), "scale"),
-        (dict(size=32, scale=(0.0, 1.0)), "scale"),
-        (dict(size=32, scale=0.5), "scale"),
-        (dict(size=32, rotate=-5), "rotate"),
-        (dict(size=32, color_jitter=(0.1, 0.2)), "color_jitter"),
-        (dict(size=32, color_jitter=(0.1, 0.1, 0.1, 0.9)), "hue"),
-        (dict(size=32, ignore_index=1.5), "ignore_index"),
+        (dict(size=0), ValueError, "size"),
+        (dict(size=32.0), TypeError, "size"),  # a value of the wrong type: TypeError, as Python's own
+        (dict(size=32, scale=(1.2, 0.8)), ValueError, "scale"),
+        (dict(size=32, scale=(0.0, 1.0)), ValueError, "scale"),
+        (dict(size=32, scale=0.5), ValueError, "scale"),
+        (dict(size=32, rotate=-5), ValueError, "rotate"),
+        (dict(size=32, color_jitter=(0.1, 0.2)), ValueError, "color_jitter"),
+        (dict(size=32, color_jitter=(0.1, 0.1, 0.1, 0.9)), ValueError, "hue"),
+        (dict(size=32, ignore_index=1.5), TypeError, "ignore_index"),
     ],
 )
-def test_bad_arguments(kwargs, message):
+def test_bad_arguments(kwargs, error, message):
     size = kwargs.pop("size")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         SegmentationAugment(size, **kwargs)
 
 

@@ -6,10 +6,9 @@ import torch
 
 from segbook.models.unet import (DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled, unet,
                                  unet_paper)
+from segbook.nn.conv import ConvBNAct
+from segbook.nn.upsample import UPSAMPLER_KINDS
 from segbook.sizes import unet_trace
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**kw) -> UNet:
@@ -19,7 +18,7 @@ def small(**kw) -> UNet:
     return unet(**kw).eval()
 
 
-@pytest.mark.parametrize("upsampling", ["transposed", "bilinear"])
+@pytest.mark.parametrize("upsampling", UPSAMPLER_KINDS)
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_shapes_and_widths(depth, upsampling):
     net = small(depth=depth, upsampling=upsampling, num_classes=5)
@@ -31,6 +30,68 @@ def test_shapes_and_widths(depth, upsampling):
         assert maps[f"dec{level}"].shape == (2, 4 * 2 ** level, 32 >> level, 32 >> level)
     assert maps["bottom"].shape == (2, 4 * 2 ** depth, 32 >> depth, 32 >> depth)
     assert maps["logits"].shape == (2, 5, 32, 32)
+
+
+class _HandWrittenUpBlock(torch.nn.Module):
+    """UpBlock as it was before it used make_upsampler (the reference for the bitwise test below)."""
+
+    def __init__(self, in_channels, skip_channels, out_channels, upsampling):
+        super().__init__()
+        self.upsampling = upsampling
+        if upsampling == "transposed2":
+            self.up = torch.nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+        else:
+            self.up = ConvBNAct(in_channels, in_channels // 2, 3, padding=1)
+        self.convs = DoubleConv(skip_channels + in_channels // 2, out_channels)
+
+    def forward(self, x, skip):
+        if self.upsampling == "bilinear":
+            x = torch.nn.functional.interpolate(x, size=(2 * x.shape[-2], 2 * x.shape[-1]), mode="bilinear",
+                                                align_corners=False)
+        return self.convs(torch.cat([skip, self.up(x)], dim=1))
+
+
+@pytest.mark.parametrize("upsampling", ["transposed2", "bilinear"])
+def test_up_block_through_make_upsampler_equals_the_hand_written_block(upsampling):
+    """Same seed -> the same parameters (creation order and init), outputs and gradients, bit for bit."""
+    blocks = []
+    for cls in (_HandWrittenUpBlock, UpBlock):
+        torch.manual_seed(3)
+        blocks.append(cls(8, 4, 4, upsampling=upsampling) if cls is UpBlock else cls(8, 4, 4, upsampling))
+    ref, new = blocks
+    assert [t.shape for t in ref.state_dict().values()] == [t.shape for t in new.state_dict().values()]
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), new.state_dict().values()))
+    x, skip = torch.rand(2, 8, 3, 5), torch.rand(2, 4, 6, 10)
+    outs = []
+    for block in (ref, new):
+        out = block(x, skip)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outs.append(out.detach())
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ref.parameters(), new.parameters()))
+
+
+def test_up_block_resize_kinds_end_in_batch_norm_and_relu():
+    assert isinstance(UpBlock(8, 4, 4, upsampling="transposed2").up, torch.nn.ConvTranspose2d)
+    for kind in ("nearest", "bilinear"):
+        up = UpBlock(8, 4, 4, upsampling=kind).up
+        assert [type(m).__name__ for m in up] == ["ResizeConv2d", "BatchNorm2d", "ReLU"]
+        assert up[0].mode == kind and up[0].conv.bias is None
+
+
+def test_forward_is_encode_decode_resize_output():
+    for policy, size in (("strict", (16, 16)), ("pad", (13, 9)), ("resize", (13, 9))):
+        net = small(input_policy=policy)
+        x = torch.rand(2, 3, *size)
+        with torch.no_grad():
+            out = net(x)
+            assert torch.equal(out, net.resize_output(net.decode(net.encode(x)), x))
+            assert out.shape[-2:] == size
+            if policy == "strict":
+                maps = net.features(x)
+                assert torch.equal(out, maps["logits"])
+                assert list(maps) == ["enc0", "enc1", "bottom", "dec1", "dec0", "logits"]
+                assert list(net.contracting_path(x)) == ["enc0", "enc1", "bottom"]
 
 
 def test_concatenated_skip_channels():
@@ -105,11 +166,24 @@ def test_valid_with_resize_is_refused():
 
 
 @pytest.mark.parametrize("kw,match", [({"depth": 0}, "depth"), ({"base_width": 0}, "base_width"),
-                                      ({"padding": "full"}, "padding"), ({"upsampling": "nearest"}, "upsampling"),
-                                      ({"input_policy": "crop"}, "input_policy"), ({"num_classes": True}, "num_classes")])
+                                      ({"padding": "full"}, "padding"), ({"upsampling": "transposed"}, "upsampling"),
+                                      ({"input_policy": "crop"}, "input_policy")])
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         unet(**kw)
+
+
+@pytest.mark.parametrize("kw", [{"num_classes": True}, {"base_width": 16.0}, {"depth": "3"}, {"in_channels": None}])
+def test_arguments_of_the_wrong_type_raise_type_error(kw):
+    with pytest.raises(TypeError, match=next(iter(kw))):
+        unet(**kw)
+
+
+def test_builders_are_keyword_only():
+    with pytest.raises(TypeError):
+        unet(6)
+    with pytest.raises(TypeError):
+        unet_paper(2)
 
 
 def test_bad_inputs_get_clear_errors():

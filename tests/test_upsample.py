@@ -84,7 +84,7 @@ def test_module_is_learnable_or_frozen():
 def test_errors():
     with pytest.raises(ValueError, match="factor"):
         upsample_params(0)
-    with pytest.raises(ValueError, match="factor"):
+    with pytest.raises(TypeError, match="factor"):
         BilinearConvTranspose2d(3, 2.0)
     with pytest.raises(ValueError, match="kernel_size"):
         bilinear_filter(0)
@@ -106,9 +106,10 @@ import itertools
 import torch.nn as nn
 
 from segbook.nn.upsample import (
-    UPSAMPLERS, ResizeConv2d, conv_transpose2d_scatter, conv_transpose_output_size, make_upsampler,
+    UPSAMPLER_KINDS, UPSAMPLERS, ResizeConv2d, SubPixelConv2d, conv_transpose2d_scatter, make_upsampler,
     operator_matrix, transposed_padding,
 )
+from segbook.sizes import conv_transpose_output_size
 
 GRID = [(k, s, p, op, d) for k, s, p, op, d in itertools.product([1, 2, 3, 4, 5], [1, 2, 3], [0, 1, 2], [0, 1, 2], [1, 2])
         if op < max(s, d)]
@@ -197,7 +198,7 @@ def test_transposed_padding_gives_exact_factor(k, factor):
     assert transposed_padding(3, 2) == (1, 1) and transposed_padding(4, 2) == (1, 0)
 
 
-@pytest.mark.parametrize("kind", UPSAMPLERS)
+@pytest.mark.parametrize("kind", UPSAMPLER_KINDS)
 def test_make_upsampler_doubles_any_size(kind):
     torch.manual_seed(0)
     up = make_upsampler(kind, 3, 5)
@@ -288,7 +289,39 @@ def test_scatter_says_when_input_and_weight_dtypes_differ():
         conv_transpose2d_scatter(x, w)
 
 
-@pytest.mark.parametrize("kind", ["transposed3", "transposed4"])
+def test_upsampler_kinds_are_chapter_3s_four_and_two_more():
+    assert UPSAMPLERS == ("transposed3", "transposed4", "nearest", "bilinear")
+    assert set(UPSAMPLER_KINDS) == set(UPSAMPLERS) | {"transposed2", "pixelshuffle"}
+    types = {kind: type(make_upsampler(kind, 2, 2)) for kind in UPSAMPLER_KINDS}
+    assert types == {"transposed2": nn.ConvTranspose2d, "transposed3": nn.ConvTranspose2d,
+                     "transposed4": nn.ConvTranspose2d, "nearest": ResizeConv2d, "bilinear": ResizeConv2d,
+                     "pixelshuffle": SubPixelConv2d}
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_transposed2_is_the_u_net_up_convolution_without_overlap(factor):
+    """Kernel = stride = factor, no padding: the paper's 2x2 up-convolution (for factor 2), and each
+    input pixel paints its own factor x factor block."""
+    up = make_upsampler("transposed2", 3, 4, factor=factor)
+    assert (up.kernel_size, up.stride, up.padding, up.output_padding) == (
+        (factor, factor), (factor, factor), (0, 0), (0, 0))
+    torch.manual_seed(0)
+    ref = nn.ConvTranspose2d(3, 4, kernel_size=factor, stride=factor)
+    torch.manual_seed(0)
+    up = make_upsampler("transposed2", 3, 4, factor=factor)
+    assert torch.equal(up.weight, ref.weight) and torch.equal(up.bias, ref.bias)   # same init, same RNG draws
+    x = torch.zeros(1, 3, 3, 3)
+    x[0, 0, 1, 1] = 1.0   # one pixel of channel 0
+    with torch.no_grad():
+        up.bias.zero_()
+        out = up(x)[0]
+    block = slice(factor, 2 * factor)
+    assert torch.equal(out[:, block, block], up.weight[0].detach())   # its kernel, in its own block
+    out[:, block, block] = 0
+    assert not out.any()                                              # and nothing anywhere else
+
+
+@pytest.mark.parametrize("kind", ["transposed2", "transposed3", "transposed4"])
 def test_make_upsampler_says_which_factors_a_transposed_kind_supports(kind):
     with pytest.raises(ValueError, match=rf"{kind}.* factor >= 2, got factor=1.*'nearest' or 'bilinear'"):
         make_upsampler(kind, 3, 3, factor=1)
@@ -296,13 +329,13 @@ def test_make_upsampler_says_which_factors_a_transposed_kind_supports(kind):
         assert make_upsampler(other, 3, 3, factor=1)(torch.randn(1, 3, 5, 4)).shape == (1, 3, 5, 4)
 
 
-@pytest.mark.parametrize("kind", UPSAMPLERS)
+@pytest.mark.parametrize("kind", UPSAMPLER_KINDS)
 def test_make_upsampler_needs_positive_channel_counts(kind):
     with pytest.raises(ValueError, match=r"in_channels must be a positive int, got -2"):
         make_upsampler(kind, -2, 2)
     with pytest.raises(ValueError, match=r"out_channels must be a positive int, got 0"):
         make_upsampler(kind, 2, 0)
-    with pytest.raises(ValueError, match=r"in_channels must be a positive int, got 2.0"):
+    with pytest.raises(TypeError, match=r"in_channels must be a positive int, got float 2.0"):
         ResizeConv2d(2.0, 2)
 
 

@@ -1,4 +1,4 @@
-"""Tests for segbook.viz: palettes, overlays, segmentation grids, training curves, tables."""
+"""Tests for segbook.viz: palettes, segmentation grids, map grids, tables."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,15 +11,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from segbook.train import History  # noqa: E402
 from segbook.viz import (  # noqa: E402
     IGNORE_COLOR,
     MISSING,
     PALETTE,
     ResultsTable,
     colorize,
-    overlay,
-    plot_history,
     results_table,
     show_maps,
     show_segmentation,
@@ -34,7 +31,7 @@ def _close_figures():
 
 
 # ---------------------------------------------------------------------------------------------
-# palette, colorize, to_image, overlay
+# palette, colorize, to_image
 # ---------------------------------------------------------------------------------------------
 def test_palette():
     assert PALETTE.shape == (21, 3) and PALETTE.dtype == np.uint8
@@ -92,29 +89,6 @@ def test_to_image():
         to_image(np.zeros((1, 3, 4, 5)))
 
 
-def test_overlay_keeps_background_and_blends_objects():
-    g = torch.Generator().manual_seed(0)
-    image = torch.rand(3, 4, 4, generator=g)
-    mask = torch.zeros(4, 4, dtype=torch.long)
-    mask[1:3, 1:3] = 2
-    mask[0, 3] = 255
-    out = overlay(image, mask, alpha=0.25)
-    img = image.permute(1, 2, 0).numpy()
-    assert out.shape == (4, 4, 3)
-    bg = (mask == 0).numpy()
-    assert np.array_equal(out[bg], img[bg])  # background pixels are untouched
-    colour = PALETTE[2] / 255.0
-    assert np.allclose(out[1, 1], 0.75 * img[1, 1] + 0.25 * colour, atol=1e-6)
-    assert np.allclose(out[0, 3], 0.75 * img[0, 3] + 0.25 * 1.0, atol=1e-6)  # ignore: white tint
-    assert np.allclose(overlay(image, mask, alpha=1.0)[2, 2], colour)
-    assert np.array_equal(overlay(image, mask, alpha=0.0), img)
-
-
-def test_overlay_shape_mismatch():
-    with pytest.raises(ValueError, match=r"image is \(4, 4\) but mask is \(4, 5\)"):
-        overlay(np.zeros((3, 4, 4)), np.zeros((4, 5), int))
-
-
 # ---------------------------------------------------------------------------------------------
 # show_segmentation
 # ---------------------------------------------------------------------------------------------
@@ -156,65 +130,6 @@ def test_show_segmentation_errors():
         show_segmentation(images, masks[:2])
     with pytest.raises(ValueError, match="prediction 'bad' has shape"):
         show_segmentation(images, masks, {"bad": masks[:, :4]})
-
-
-# ---------------------------------------------------------------------------------------------
-# plot_history
-# ---------------------------------------------------------------------------------------------
-def _history(scale=1.0):
-    return History(task="segmentation", train_loss=[scale * 1.0, scale * 0.6, scale * 0.4],
-                   train_accuracy=[0.5, 0.7, 0.8], step_loss=[scale * v for v in (1.2, 1.0, 0.9, 0.7, 0.5, 0.4)],
-                   val=[{"loss": 1.0, "miou": 0.2}, {"loss": 0.8, "miou": 0.3}, {"loss": 0.7, "miou": 0.35}],
-                   seconds=[0.1, 0.1, 0.1])
-
-
-def test_plot_history_single():
-    ax = plot_history(_history())
-    lines = ax.get_lines()
-    assert len(lines) == 1
-    assert lines[0].get_xdata().tolist() == [1, 2, 3]
-    assert lines[0].get_ydata().tolist() == [1.0, 0.6, 0.4]
-    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "train loss"
-    assert ax.get_legend() is None  # a single unlabelled curve needs no legend
-
-
-def test_plot_history_several_and_val_key():
-    ax = plot_history({"fcn": _history(), "unet": _history(0.5)}, key="val.miou", title="mIoU", logy=True)
-    lines = ax.get_lines()
-    assert len(lines) == 2
-    assert [line.get_label() for line in lines] == ["fcn", "unet"]
-    assert lines[0].get_ydata().tolist() == [0.2, 0.3, 0.35]
-    assert ax.get_ylabel() == "validation miou"
-    assert ax.get_title() == "mIoU" and ax.get_yscale() == "log"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fcn", "unet"]
-
-
-def test_plot_history_steps_and_smoothing():
-    h = _history()
-    ax = plot_history(h, steps=True)
-    line = ax.get_lines()[0]
-    assert line.get_xdata().tolist() == [0, 1, 2, 3, 4, 5]
-    assert line.get_ydata().tolist() == h.step_loss
-    assert ax.get_xlabel() == "step" and ax.get_ylabel() == "training loss"
-    ax2 = plot_history({"a": h}, steps=True, smooth=3)
-    line = ax2.get_lines()[0]
-    assert line.get_xdata().tolist() == [2, 3, 4, 5]  # a 3-wide window ends at step 2 first
-    assert np.allclose(line.get_ydata(), [(1.2 + 1.0 + 0.9) / 3, (1.0 + 0.9 + 0.7) / 3,
-                                          (0.9 + 0.7 + 0.5) / 3, (0.7 + 0.5 + 0.4) / 3])
-    # a window longer than the curve plots it unsmoothed
-    assert len(plot_history(h, steps=True, smooth=50).get_lines()[0].get_xdata()) == 6
-
-
-def test_plot_history_onto_given_axes():
-    fig, axes = plt.subplots(1, 2)
-    out = plot_history(_history(), "train_accuracy", ax=axes[1])
-    assert out is axes[1]
-    assert len(axes[0].get_lines()) == 0 and len(axes[1].get_lines()) == 1
-
-
-def test_plot_history_unknown_key():
-    with pytest.raises(KeyError, match="no validation metric 'accuracy'"):
-        plot_history(_history(), "val.accuracy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,3 +303,27 @@ def test_show_maps_colour_bars():
     assert bars(show_maps(maps, colorbar=False)) == []
     assert bars(show_maps({"rgb": torch.rand(3, 8, 8)})) == []
     plt.close("all")
+
+
+def test_show_sampling_points_draws_the_taps_of_each_pixel():
+    from segbook.nn import regular_grid
+    from segbook.viz import show_sampling_points
+
+    grid = regular_grid((10, 12))
+    moved = grid + torch.tensor([0.5, 2.0])
+    fig = show_sampling_points(torch.zeros(10, 12), {"grid": grid, "moved": moved}, [(2, 3), (7, 8)],
+                               suptitle="taps")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["grid", "moved"] and fig._suptitle.get_text() == "taps"
+    for ax, taps in zip(fig.axes, (grid, moved)):
+        scatters = ax.collections
+        assert len(scatters) == 2  # one colour per pixel
+        for sc, (y, x) in zip(scatters, [(2, 3), (7, 8)]):
+            # offsets are (x, y) = (column, row) of the 9 taps of that pixel
+            assert np.allclose(sc.get_offsets(), taps[y, x][:, [1, 0]].numpy())
+        assert ax.get_xlim() == (-6, 17) and ax.get_ylim() == (15, -6)
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"\[H, W, K, 2\]"):
+        show_sampling_points(torch.zeros(10, 12), {"bad": grid[..., 0]}, [(0, 0)])
+    with pytest.raises(ValueError, match="empty"):
+        show_sampling_points(torch.zeros(10, 12), {}, [(0, 0)])

@@ -7,7 +7,7 @@ Usage::
 
 What it does, in order, writing one Markdown report:
 
-1. the device, its compute capability, the AMP dtype that :func:`segbook.train.resolve_execution`
+1. the device, its compute capability, the AMP dtype that :func:`segbook.execution.resolve_execution`
    picks (bf16 on capability >= 8.0, fp16 + GradScaler below), torch/CUDA versions;
 2. for every chapter model at its full-profile size: ``--steps`` training steps in the chosen
    dtype and again in fp16 with a GradScaler (the T4 path), median ms per step after warm-up,
@@ -46,7 +46,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from segbook.train import Execution, amp_dtype_for, evaluate, predict, resolve_execution  # noqa: E402
+from segbook.execution import Execution, amp_dtype_for, resolve_execution  # noqa: E402
+from segbook.train import evaluate, predict  # noqa: E402
 
 
 @dataclass
@@ -76,10 +77,10 @@ def model_cases(dry: bool) -> list[ModelCase]:
     seg_batch = (2, 3, 64, 64) if dry else (32, 3, 128, 128)
     depth = 8 if dry else 56
     cases = [
-        ModelCase(f"ResNet-{depth}", lambda: cifar_resnet(depth, width=16), cls_batch, "classification", 10),
-        ModelCase(f"plain-{depth}", lambda: cifar_resnet(depth, width=16, shortcuts=False), cls_batch, "classification", 10),
-        ModelCase("SE-ResNet-20", lambda: cifar_resnet(20, width=16, se_reduction=4), cls_batch, "classification", 10),
-        ModelCase("DenseNet-BC-40", lambda: densenet_bc(22 if dry else 40, growth_rate=12), cls_batch, "classification", 10),
+        ModelCase(f"ResNet-{depth}", lambda: cifar_resnet(depth=depth, width=16), cls_batch, "classification", 10),
+        ModelCase(f"plain-{depth}", lambda: cifar_resnet(depth=depth, width=16, shortcuts=False), cls_batch, "classification", 10),
+        ModelCase("SE-ResNet-20", lambda: cifar_resnet(depth=20, width=16, se_reduction=4), cls_batch, "classification", 10),
+        ModelCase("DenseNet-BC-40", lambda: densenet_bc(depth=22 if dry else 40, growth_rate=12), cls_batch, "classification", 10),
         ModelCase("GoogLeNet-small", lambda: googlenet_small(num_classes=10), cls_batch, "classification", 10),
         ModelCase("EfficientNet-small", lambda: efficientnet_small(num_classes=10), cls_batch, "classification", 10),
         ModelCase("FCN-8s", lambda: fcn8s(num_classes=6, width=16), seg_batch, "segmentation", 6),
@@ -144,7 +145,7 @@ def check_analysis(device: torch.device, dry: bool) -> list[tuple[str, str]]:
         except Exception as err:  # noqa: BLE001 - the report lists every failure
             results.append((name, f"FAILED: {type(err).__name__}: {err}"))
 
-    net = cifar_resnet(8 if dry else 20, width=16).to(device)
+    net = cifar_resnet(depth=8 if dry else 20, width=16).to(device)
     batch = (torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)))
     run("residual_ratios (CPU batch, CUDA model)", lambda: len(residual_ratios(net, batch[0])))
     run("grad_norms_at_init", lambda: len(grad_norms_at_init(net, batch)))
@@ -278,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         say("- device: CPU (dry run; CPU autocast in bf16 stands in for the GPU dtypes)")
     chosen = resolve_execution(device=device, amp=True, channels_last=True)
-    say(f"- AMP dtype chosen by segbook.train: {chosen.amp_dtype} (GradScaler: {chosen.grad_scaler}); "
+    say(f"- AMP dtype chosen by segbook.execution: {chosen.amp_dtype} (GradScaler: {chosen.grad_scaler}); "
         f"amp_dtype_for={amp_dtype_for(device)}")
     say("")
 

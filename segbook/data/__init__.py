@@ -6,7 +6,7 @@ its mask together so that masks are never interpolated bilinearly; ``chapter`` p
 for a chapter from ``rt.data`` (:func:`chapter_datasets`).
 """
 from .chapter import DATA_TASKS, ChapterSubset, DataInfo, chapter_datasets, take
-from .crops import center_crops, tile_scenes, window_centre_labels
+from .crops import random_crops, tile_scenes, window_centre_labels
 from .real import (
     CIFAR10,
     CIFAR10_CLASSES,
@@ -32,7 +32,6 @@ from .synthetic import (
     stroke_width,
 )
 from .transforms import (
-    IGNORE_INDEX,
     ClassificationAugment,
     SegmentationAugment,
     SegmentationEval,
@@ -56,10 +55,9 @@ __all__ = [
     "render_shape_image",
     "render_shape_images",
     "stroke_width",
-    "center_crops",
+    "random_crops",
     "window_centre_labels",
     "tile_scenes",
-    "IGNORE_INDEX",
     "ClassificationAugment",
     "SegmentationAugment",
     "SegmentationEval",

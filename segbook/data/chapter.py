@@ -10,7 +10,7 @@ A chapter asks for its data in one call, sized by its profile::
     print(info.unchecked_report())
 
 Whatever the data, items have the same format (image float32 ``[3, S, S]`` in [0, 1]; a mask
-int64 ``[S, S]`` with :data:`~segbook.data.transforms.IGNORE_INDEX` (255) for unlabelled pixels,
+int64 ``[S, S]`` with :data:`~segbook.constants.IGNORE_INDEX` (255) for unlabelled pixels,
 or an int64 scalar label) and pass through the same joint transforms
 (:class:`~segbook.data.transforms.SegmentationEval` / ``SegmentationAugment``,
 :class:`~segbook.data.transforms.ClassificationAugment`), so the rest of the chapter does not
@@ -47,14 +47,14 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..checks import positive_int
+from ..constants import IGNORE_INDEX, TASKS
 from ..notebook import claim as _claim, claims_record
 from . import real
 from .synthetic import CLASSIFICATION_CLASSES, SEGMENTATION_CLASSES, ShapesClassification, ShapesSegmentation
-from .transforms import IGNORE_INDEX, ClassificationAugment, SegmentationAugment, SegmentationEval
+from .transforms import ClassificationAugment, SegmentationAugment, SegmentationEval
 
 __all__ = ["TASKS", "DATA_TASKS", "DataInfo", "ChapterSubset", "chapter_datasets", "take"]
 
-TASKS = ("segmentation", "classification")
 # Which task each data choice can serve (rt.data -> tasks).
 DATA_TASKS = {
     "shapes": ("segmentation", "classification"),

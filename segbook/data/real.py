@@ -43,7 +43,8 @@ from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 from torchvision.transforms.v2 import functional as TF
 
-from .transforms import IGNORE_INDEX, SegmentationEval
+from ..constants import IGNORE_INDEX
+from .transforms import SegmentationEval
 
 __all__ = [
     "CIFAR10_CLASSES",

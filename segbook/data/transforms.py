@@ -45,7 +45,6 @@ from ..checks import positive_int
 from ..constants import IGNORE_INDEX
 
 __all__ = [
-    "IGNORE_INDEX",
     "SegmentationAugment",
     "SegmentationEval",
     "ClassificationAugment",
@@ -57,8 +56,6 @@ __all__ = [
     "elastic_displacement",
     "elastic_deform",
 ]
-
-# IGNORE_INDEX (imported above from segbook.constants) is re-exported: one value for the package.
 
 ColorJitterArg = Union[None, float, Sequence[float]]
 
@@ -119,7 +116,7 @@ def _check_hw(size: object) -> tuple[int, int]:
 
 def _check_ignore_index(ignore_index: object) -> int:
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise ValueError(f"ignore_index: expected an int, got {ignore_index!r}")
+        raise TypeError(f"ignore_index must be an int (any int, e.g. 255 or -100), got {ignore_index!r}")
     return int(ignore_index)
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import positive_int
 from ..constants import IGNORE_INDEX
 from ..crf import dense_crf, mean_field
 from ..metrics import SegmentationMetrics
@@ -103,7 +104,11 @@ def crf_grid_search(images: torch.Tensor, probs: torch.Tensor, target: torch.Ten
 
 def seconds_per_image(images: torch.Tensor, probs: torch.Tensor, *, backend: str, repeats: int = 1,
                       **params) -> float:
-    """Wall-clock seconds per image of :func:`crf_refine` with ``backend`` (best of ``repeats``)."""
+    """Wall-clock seconds per image of :func:`crf_refine` with ``backend`` (best of ``repeats``).
+
+    ``images [N, 3, H, W]`` and ``probs [N, C, H, W]`` as for :func:`crf_refine`; ``params`` go to it.
+    """
+    positive_int(repeats, "repeats")
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

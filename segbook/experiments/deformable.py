@@ -60,10 +60,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..analysis import capture
 from ..checks import positive_int
 from ..data.synthetic import make_loader
-from ..nn.deform import DeformConv2d
-from ..train import evaluate, fit_many
+from ..nn.deform import DeformConv2d, regular_grid
+from ..parallel import fit_many
+from ..train import evaluate
 
 __all__ = [
     "BLOB_PAIR_CLASSES",
@@ -73,6 +75,8 @@ __all__ = [
     "TinyConvNet",
     "DeformDemoResult",
     "train_deformable_demo",
+    "TapStudy",
+    "deformable_taps",
 ]
 
 BLOB_PAIR_CLASSES = ("horizontal", "vertical")
@@ -87,10 +91,9 @@ def _splitmix64(x: int) -> int:
 
 
 def _generator(seed: int, index: int, split: str) -> torch.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-        raise ValueError(f"seed must be an int in [0, 2**31), got {seed!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31:
-        raise ValueError(f"index must be an int in [0, 2**31), got {index!r}")
+    for value, name in ((seed, "seed"), (index, "index")):
+        if positive_int(value, name, minimum=0) >= 2**31:
+            raise ValueError(f"{name} must be an int in [0, 2**31), got {value!r}")
     if split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     # torch's CPU generator keeps only the low 32 bits of its seed, so packing (seed, split, index)
@@ -143,8 +146,7 @@ def blob_pair_sample(
 
 def blob_pair_batch(seed: int, start: int, n: int, *, split: str = "train", **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Items ``start .. start + n - 1`` stacked: images ``[n, 1, S, S]``, labels int64 ``[n]``."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    positive_int(n, "n")
     items = [blob_pair_sample(seed, start + i, split=split, **kwargs) for i in range(n)]
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
 
@@ -293,7 +295,7 @@ def train_deformable_demo(
     threads (1 by default, restored afterwards): these nets are far too small to gain from more,
     and torchvision's CPU ``deform_conv2d`` slowed down 5-7x with 2 threads on a busy 2-core machine
     (``None`` keeps torch's setting). On a multi-core Linux CPU the nets train at once, one
-    process each (:func:`segbook.train.fit_many`; ``workers=1`` trains them one after another in
+    process each (:func:`segbook.parallel.fit_many`; ``workers=1`` trains them one after another in
     this process, with the same numbers). ``data_kwargs`` go to :func:`blob_pair_sample` (``size``,
     ``min_gap``, ``max_gap``, ``sigma``, ``margin``, ``noise``).
 
@@ -305,8 +307,8 @@ def train_deformable_demo(
             res.deform_model(res.test_images[:1].to(device))
         pts = layer.sampling_points(got[""][0])            # [1, 22, 22, 9, 2], (y, x)
     """
-    if steps < 1 or batch_size < 1 or test_size < 1:
-        raise ValueError(f"steps, batch_size and test_size must be >= 1, got {steps}, {batch_size}, {test_size}")
+    for value, name in ((steps, "steps"), (batch_size, "batch_size"), (test_size, "test_size")):
+        positive_int(value, name)
     device = torch.device("cpu" if device is None else device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -343,3 +345,87 @@ def train_deformable_demo(
             dilation=dilation, dilated_accuracy=scores["dilated"]["accuracy"], dilated_loss=scores["dilated"]["loss"],
             dilated_model=nets["dilated"], dilated_history=hist["dilated"].step_loss)),
     )
+
+
+@dataclass
+class TapStudy:
+    """Where a trained :class:`TinyConvNet`'s deformable layer samples on one image.
+
+    Attributes:
+        image: the image's first channel ``[H, W]`` (CPU).
+        points: the learned taps ``[H, W, k*k, 2]`` as ``(y, x)`` input coordinates.
+        grid: the plain convolution's taps at the same outputs ``[H, W, k*k, 2]``.
+        blobs: ``((y, x), (y, x))``: the brightest pixel, then the brightest pixel outside a 7x7
+            window around it (the two blob centres of a :func:`blob_pair_sample` image).
+        shift: ``[H, W]`` mean length in pixels of the learned offsets of each output's taps.
+        far_px: outputs farther than this from both blob centres count as "away from the blobs".
+        far: ``[H, W]`` bool, the outputs away from the blobs.
+    """
+
+    image: torch.Tensor
+    points: torch.Tensor
+    grid: torch.Tensor
+    blobs: tuple
+    shift: torch.Tensor
+    far_px: int
+    far: torch.Tensor
+
+    @property
+    def offset_blob(self) -> float:
+        """Mean tap shift (pixels) at the two blob centres."""
+        (y1, x1), (y2, x2) = self.blobs
+        return (self.shift[y1, x1] + self.shift[y2, x2]).item() / 2
+
+    @property
+    def offset_far(self) -> float:
+        """Mean tap shift (pixels) over the outputs away from the blobs."""
+        return self.shift[self.far].mean().item()
+
+    @property
+    def blob_taps(self) -> torch.Tensor:
+        """The learned taps of the two blob centres ``[2, k*k, 2]``."""
+        return torch.stack([self.points[self.blobs[0]], self.points[self.blobs[1]]])
+
+    @property
+    def outside(self) -> int:
+        """How many of :attr:`blob_taps` read outside the image, where the (zero-padded) input is 0."""
+        h, w = self.points.shape[:2]
+        taps = self.blob_taps
+        out = (taps[..., 0] < 0) | (taps[..., 0] > h - 1) | (taps[..., 1] < 0) | (taps[..., 1] > w - 1)
+        return int(out.sum().item())
+
+
+@torch.inference_mode()
+def deformable_taps(model: TinyConvNet, image: torch.Tensor, *, far_px: int = 4) -> TapStudy:
+    """Record where ``model.deform`` samples on ``image [C, H, W]`` (one blob-pair test image).
+
+    Runs ``model`` once, captures the offsets its offset convolution predicts
+    (``[1, 2*k*k, H, W]``), turns them into tap coordinates with
+    :meth:`~segbook.nn.DeformConv2d.sampling_points`, finds the two blob centres and measures the
+    mean offset length per output. Chapter 1 draws ``points`` against ``grid`` and compares the
+    shift at the blobs with the shift elsewhere (:class:`TapStudy`).
+    """
+    if not isinstance(model, TinyConvNet) or not isinstance(getattr(model, "deform", None), DeformConv2d):
+        raise TypeError("model must be a TinyConvNet with a deformable layer (train_deformable_demo's deform_model)")
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise ValueError(f"image must be one image [C, H, W], got {getattr(image, 'shape', type(image))}")
+    far_px = positive_int(far_px, "far_px", minimum=0)
+    layer = model.deform
+    img = image.unsqueeze(0)
+    device = next(model.parameters()).device
+    with capture(layer.offset) as got:
+        model.eval()(img.to(device))
+    offsets = got[""][0]                              # [1, 2*k*k, H, W]
+    points = layer.sampling_points(offsets)[0].cpu()  # [H, W, k*k, 2]
+    h, w, taps = points.shape[:3]
+    grid = regular_grid((h, w), layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    plane = img[0, 0].cpu()
+    blob1 = divmod(int(plane.argmax()), w)
+    masked = plane.clone()
+    masked[max(0, blob1[0] - 3):blob1[0] + 4, max(0, blob1[1] - 3):blob1[1] + 4] = -1
+    blob2 = divmod(int(masked.argmax()), w)
+    shift = offsets[0].cpu().reshape(taps, 2, h, w).norm(dim=1).mean(0)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    far = torch.stack([(yy - by) ** 2 + (xx - bx) ** 2 for by, bx in (blob1, blob2)]).min(0).values > far_px ** 2
+    return TapStudy(image=plane, points=points, grid=grid, blobs=(blob1, blob2), shift=shift, far_px=far_px,
+                    far=far)

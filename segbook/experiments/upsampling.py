@@ -7,9 +7,8 @@ the resolution, so its artifacts cannot be avoided by the network routing around
 
     conv3x3 -> ReLU -> conv3x3 -> ReLU  (at H/2)  ->  upsampler 2x -> ReLU  ->  conv3x3 (at H)
 
-``segbook.train.fit`` trains classifiers and segmenters with cross-entropy; this regression task
-uses the small loop :func:`train_regression` instead (Adam, MSE, fresh batch order per seed,
-cosine learning-rate decay).
+The regression trains with :func:`segbook.train.fit` and a loss of its own (:func:`train_regression`:
+Adam, MSE, a fresh batch order per seed from :class:`PermutationBatches`, cosine learning-rate decay).
 
 The drawing of a transposed convolution as a scatter (:func:`draw_scatter_1d`) is computed
 from :func:`segbook.nn.upsample.conv_transpose2d_scatter`'s placement rule, so the picture and
@@ -18,7 +17,6 @@ the code cannot disagree.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
 import torch
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from ..checkerboard import checkerboard_score, masked_periodic_amplitude, nyquist_residual
 from ..checks import positive_int
 from ..nn.upsample import UPSAMPLERS, SubPixelConv2d, bilinear_init_, icnr_, make_upsampler
+from ..train import History, fit
 
 __all__ = [
     "UPSAMPLER_LABELS",
@@ -35,7 +34,8 @@ __all__ = [
     "SuperResolutionNet",
     "Autoencoder",
     "downsample_pairs",
-    "RegressionHistory",
+    "PermutationBatches",
+    "mse_loss",
     "train_regression",
     "evaluate_regression",
     "scene_images",
@@ -185,60 +185,63 @@ def downsample_pairs(images: torch.Tensor, factor: int = 2) -> tuple[torch.Tenso
     return F.avg_pool2d(images, factor), images
 
 
-@dataclass
-class RegressionHistory:
-    """Per-step training loss (MSE) and wall time of :func:`train_regression`."""
+class PermutationBatches:
+    """``steps`` batches ``(inputs[idx], targets[idx])`` drawn without replacement from seeded permutations.
 
-    step_loss: list = field(default_factory=list)
-    seconds: float = 0.0
+    ``inputs [N, ...]`` and ``targets [N, ...]`` are indexed by ``batch_size`` consecutive entries of
+    a random permutation of ``range(N)`` (``torch.randperm`` with a generator seeded by ``seed``);
+    when fewer than ``batch_size`` entries remain, a fresh permutation from the same generator
+    starts. ``len()`` is ``steps``, so :func:`segbook.train.fit` with ``epochs=1`` takes ``steps``
+    optimisation steps. Every iteration restarts from ``seed``: the same batches each time.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int, steps: int,
+                 seed: int = 0) -> None:
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(f"inputs and targets differ in length: {inputs.shape[0]} vs {targets.shape[0]}")
+        self.inputs, self.targets = inputs, targets
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self.steps = positive_int(steps, "steps")
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed)
+        n = self.inputs.shape[0]
+        order, pos = torch.randperm(n, generator=gen), 0
+        for _ in range(self.steps):
+            if pos + self.batch_size > n:
+                order, pos = torch.randperm(n, generator=gen), 0
+            idx = order[pos: pos + self.batch_size]
+            pos += self.batch_size
+            yield self.inputs[idx], self.targets[idx]
+
+
+def mse_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean squared error in float32 (``output`` may come out of autocast in bf16/fp16)."""
+    return F.mse_loss(output.float(), target)
 
 
 def train_regression(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, steps: int,
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-                     device: Union[str, torch.device, None] = None) -> RegressionHistory:
+                     device: Union[str, torch.device, None] = None) -> History:
     """Train ``model`` to map ``inputs [N, ...]`` to ``targets [N, ...]`` with the mean squared error.
 
-    Adam with cosine decay of the learning rate to 0 over ``steps`` steps; the batches are drawn
-    without replacement from a permutation fixed by ``seed`` (a new permutation each pass).
-    On CUDA the batches are channels_last and the forward pass runs under bfloat16 autocast.
-    """
-    import time
+    One :func:`segbook.train.fit` call: Adam (no weight decay) with the learning rate decayed as
+    ``(1 + cos(pi t / steps)) / 2`` at step ``t``, on ``steps`` batches of
+    :class:`PermutationBatches` (order fixed by ``seed``; the global random state is left alone).
+    ``device`` defaults to the CPU; on CUDA, fit's autocast dtype and channels_last apply.
 
-    if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(f"inputs and targets differ in length: {inputs.shape[0]} vs {targets.shape[0]}")
-    steps = positive_int(steps, "steps")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    cuda = device.type == "cuda"
-    model.to(device).train()
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)))
-    gen = torch.Generator().manual_seed(int(seed))
-    n = inputs.shape[0]
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    hist = RegressionHistory()
-    start = time.perf_counter()
-    for _ in range(steps):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos: pos + batch_size]
-        pos += batch_size
-        x, y = inputs[idx].to(device), targets[idx].to(device)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out = model(x)
-        loss = F.mse_loss(out.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.step_loss.append(loss.item())
-    hist.seconds = time.perf_counter() - start
-    model.eval()
-    return hist
+    Returns:
+        fit's :class:`~segbook.train.History` (``task="regression"``): ``step_loss`` has one MSE per
+        step, ``total_seconds`` the training time.
+    """
+    batches = PermutationBatches(inputs, targets, batch_size=batch_size, steps=steps, seed=seed)
+    return fit(model, batches, task="regression", loss_fn=mse_loss, epochs=1, lr=lr, optimizer="adam",
+               weight_decay=0.0, schedule=lambda t: 0.5 * (1 + math.cos(math.pi * t / steps)),
+               device="cpu" if device is None else device, seed=None, progress=False, log=False)
 
 
 def evaluate_regression(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, batch_size: int = 128,

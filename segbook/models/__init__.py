@@ -8,16 +8,13 @@ from .efficientnet import (
 )
 from .inception import (Inception, InceptionAux, InceptionConfig, GoogLeNet, googlenet_small, inception_3a,
                         without_aux_heads, without_reductions, aux_classifier)
-from .resnet import (
-    BasicBlock, Bottleneck, CifarResNet, PadShortcut, cifar_resnet, he_init, plain8, plain14, plain20, plain32,
-    plain44, plain56, plain110, resnet8, resnet14, resnet20, resnet32, resnet44, resnet56, resnet110, se_resnet20,
-)
+from .resnet import BasicBlock, Bottleneck, CifarResNet, PadShortcut, cifar_resnet, resnet20
 from .densenet import DenseBlock, DenseLayer, DenseNet, Transition, count_dense_connections, densenet_bc
 from .fcn import FCN, FCNHead, MIN_INPUT_SIZE, ScoreLayer, fcn8s, fcn16s, fcn32s, patch_classifier
-from .unet import (INPUT_POLICIES, UPSAMPLINGS, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
+from .unet import (INPUT_POLICIES, DoubleConv, UNet, UpBlock, center_crop, mirror_pad, predict_tiled,
                    unet, unet_paper)
-from .backbones import (OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, ResNetClassifier, VGGBackbone, dilation_schedule,
-                        resnet_backbone, resnet_classifier, vgg_backbone)
+from .backbones import (OUTPUT_STRIDES, VGG_MIN_INPUT_SIZE, ResNetBackbone, VGGBackbone, dilation_schedule,
+                        resnet_backbone, vgg_backbone)
 from .deeplab import ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, aspp_rates, deeplabv3, deeplabv3plus
 
 __all__ = [
@@ -28,18 +25,16 @@ __all__ = [
     "Inception", "InceptionAux", "InceptionConfig", "GoogLeNet", "googlenet_small", "inception_3a",
     "without_aux_heads", "aux_classifier", "without_reductions",
     # resnet
-    "BasicBlock", "Bottleneck", "CifarResNet", "PadShortcut", "cifar_resnet", "he_init",
-    "plain8", "plain14", "plain20", "plain32", "plain44", "plain56", "plain110",
-    "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "se_resnet20",
+    "BasicBlock", "Bottleneck", "CifarResNet", "PadShortcut", "cifar_resnet", "resnet20",
     # densenet
     "DenseBlock", "DenseLayer", "DenseNet", "Transition", "count_dense_connections", "densenet_bc",
     # fcn
     "FCN", "FCNHead", "MIN_INPUT_SIZE", "ScoreLayer", "fcn8s", "fcn16s", "fcn32s", "patch_classifier",
     # backbones, deeplab
     "OUTPUT_STRIDES", "VGG_MIN_INPUT_SIZE", "ResNetBackbone", "VGGBackbone", "dilation_schedule",
-    "resnet_backbone", "vgg_backbone", "ResNetClassifier", "resnet_classifier",
+    "resnet_backbone", "vgg_backbone",
     "ASPP", "ASPPPooling", "DeepLab", "DeepLabV3PlusDecoder", "aspp_rates", "deeplabv3", "deeplabv3plus",
     # unet
-    "INPUT_POLICIES", "UPSAMPLINGS", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",
+    "INPUT_POLICIES", "DoubleConv", "UNet", "UpBlock", "center_crop", "mirror_pad", "predict_tiled",
     "unet", "unet_paper",
 ]

@@ -47,7 +47,8 @@ import torch.nn as nn
 
 from ..checks import positive_int
 from ..nn.conv import ConvBNAct
-from .resnet import BasicBlock, Bottleneck, he_init
+from ..nn.init import he_init
+from .resnet import BasicBlock, Bottleneck
 from .segmentation import check_images
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
     "ResNetBackbone",
     "vgg_backbone",
     "resnet_backbone",
-    "ResNetClassifier",
-    "resnet_classifier",
 ]
 
 VGG_MIN_INPUT_SIZE = 32  # the VGG backbone's total stride: pool5 then has at least one cell of image pixels
@@ -270,40 +269,3 @@ def resnet_backbone(*, depth: int = 18, width: int = 16, output_stride: int = 32
     block, layers = configs[depth]
     return ResNetBackbone(block, layers, widths=(width, 2 * width, 4 * width, 8 * width), in_channels=in_channels,
                           stem=stem, replace_stride_with_dilation=dilation_schedule(output_stride))
-
-
-class ResNetClassifier(nn.Module):
-    """An image classifier: a :class:`ResNetBackbone` at output stride 32, global average pooling, a linear layer.
-
-    With ``stem="imagenet"`` and widths ``(64, 128, 256, 512)`` this is the ImageNet ResNet of He et al.
-    (2016, Table 1) in torchvision's layout (ResNet v1.5: the stride on the bottleneck's 3x3), with the
-    same parameters as ``torchvision.models.resnet18/34/50``; the book uses it to compare speed with
-    torchvision (``benchmarks/run.py``).
-
-    Shapes: ``(N, in_channels, H, W) -> (N, num_classes)`` logits, ``H, W >= 32``.
-    """
-
-    def __init__(self, backbone: ResNetBackbone, num_classes: int = 1000) -> None:
-        super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if backbone.output_stride != 32:
-            raise ValueError(f"a classifier takes an output-stride-32 backbone, got {backbone.output_stride}")
-        self.backbone = backbone
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(backbone.channels["layer4"], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        x = self.avgpool(self.backbone(x)["layer4"])
-        return self.fc(torch.flatten(x, 1))
-
-
-def resnet_classifier(*, depth: int = 18, width: int = 64, num_classes: int = 1000, in_channels: int = 3,
-                      stem: str = "imagenet") -> ResNetClassifier:
-    """ResNet-``depth`` classifier; the defaults give the ImageNet ResNet-18 (``depth=50``: ResNet-50).
-
-    Weights as torchvision initialises them (He normal, fan-out, for convolutions; BN scale 1 and
-    shift 0; PyTorch's default for the linear layer); nothing is downloaded.
-    """
-    backbone = resnet_backbone(depth=depth, width=width, output_stride=32, in_channels=in_channels, stem=stem)
-    return ResNetClassifier(backbone, num_classes)

@@ -35,11 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import positive_int
+from ..checks import batch_norm_batch_of_one, positive_float, positive_int
 from ..nn.conv import ConvBNAct
 from ..nn.separable import separable_conv_bn_act
 from .backbones import OUTPUT_STRIDES, ResNetBackbone, resnet_backbone
-from .segmentation import SegmentationModel, resize_to_input
+from .segmentation import SegmentationModel
 
 __all__ = [
     "aspp_rates",
@@ -218,27 +218,32 @@ class DeepLab(SegmentationModel):
 
     def check_input(self, x: torch.Tensor) -> None:  # noqa: D102
         super().check_input(x)
-        if self.training and self.image_pooling and x.shape[0] == 1:
-            raise ValueError(
-                f"{type(self).__name__} in training mode got a batch of one image: the ASPP image-pooling branch's "
-                "batch norm sees one value per channel. Use a batch of 2 or more (DataLoader(drop_last=True) "
-                "avoids a last batch of one), image_pooling=False, or model.eval() for inference."
-            )
+        why = batch_norm_batch_of_one(self, x.shape[0]) if self.image_pooling else None
+        if why:
+            raise ValueError(f"{type(self).__name__} in training mode got a batch of one image, and the ASPP "
+                             f"image-pooling branch has one value per channel: {why}, image_pooling=False, or "
+                             "model.eval() for inference")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        self.check_input(x)
-        feats = self.backbone(x)
-        aspp = self.aspp(feats["layer4"])
-        logits = self.decoder(aspp, feats["layer1"]) if self.decoder is not None else self.head(aspp)
-        return resize_to_input(logits, x)
+    def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ASPP on ``layer4``, then the v3+ decoder with ``layer1`` or the v3 head: logits at stride 4 or the output stride."""
+        aspp = self.aspp(features["layer4"])
+        return self.decoder(aspp, features["layer1"]) if self.decoder is not None else self.head(aspp)
 
 
 # ----------------------------------------------------------------------------------------------
 # Builders
 # ----------------------------------------------------------------------------------------------
-def _deeplab(decoder: bool, num_classes: int, in_channels: int, depth: int, width: int, output_stride: int,
+def _deeplab(*, decoder: bool, num_classes: int, in_channels: int, depth: int, width: int, output_stride: int,
              stem: str, aspp_channels: Optional[int], base_rates: Sequence[int], image_pooling: bool,
              separable: bool, dropout: float, decoder_channels: Optional[int], reduced_channels: int) -> DeepLab:
+    for name, flag in (("image_pooling", image_pooling), ("separable", separable)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+    width = positive_int(width, "width")
+    aspp_channels = positive_int(aspp_channels, "aspp_channels", allow_none=True)
+    decoder_channels = positive_int(decoder_channels, "decoder_channels", allow_none=True)
+    reduced_channels = positive_int(reduced_channels, "reduced_channels")
+    dropout = positive_float(dropout, "dropout", inclusive=True, maximum=1)
     backbone = resnet_backbone(depth=depth, width=width, output_stride=output_stride, in_channels=in_channels,
                                stem=stem)
     aspp_channels = 4 * width if aspp_channels is None else aspp_channels
@@ -254,10 +259,13 @@ def deeplabv3(*, num_classes: int = 6, in_channels: int = 3, depth: int = 18, wi
     """DeepLab v3: ResNet-``depth`` at ``output_stride``, ASPP, classifier, bilinear upsampling.
 
     ``aspp_channels`` defaults to ``4 * width``; ``base_rates`` are the ASPP rates at output stride
-    16 (scaled by :func:`aspp_rates`).
+    16 (scaled by :func:`aspp_rates`). Keyword arguments only; ``TypeError`` for a value of the
+    wrong type (a float width), ``ValueError`` for one out of range.
     """
-    return _deeplab(False, num_classes, in_channels, depth, width, output_stride, stem, aspp_channels, base_rates,
-                    image_pooling, separable, dropout, None, 48)
+    return _deeplab(decoder=False, num_classes=num_classes, in_channels=in_channels, depth=depth, width=width,
+                    output_stride=output_stride, stem=stem, aspp_channels=aspp_channels, base_rates=base_rates,
+                    image_pooling=image_pooling, separable=separable, dropout=dropout, decoder_channels=None,
+                    reduced_channels=48)
 
 
 def deeplabv3plus(*, num_classes: int = 6, in_channels: int = 3, depth: int = 18, width: int = 16,
@@ -268,5 +276,7 @@ def deeplabv3plus(*, num_classes: int = 6, in_channels: int = 3, depth: int = 18
 
     ``decoder_channels`` defaults to ``aspp_channels``; other arguments as :func:`deeplabv3`.
     """
-    return _deeplab(True, num_classes, in_channels, depth, width, output_stride, stem, aspp_channels, base_rates,
-                    image_pooling, separable, dropout, decoder_channels, reduced_channels)
+    return _deeplab(decoder=True, num_classes=num_classes, in_channels=in_channels, depth=depth, width=width,
+                    output_stride=output_stride, stem=stem, aspp_channels=aspp_channels, base_rates=base_rates,
+                    image_pooling=image_pooling, separable=separable, dropout=dropout,
+                    decoder_channels=decoder_channels, reduced_channels=reduced_channels)

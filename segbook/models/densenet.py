@@ -26,6 +26,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from ..checks import positive_int
 from ..nn.init import he_init
 
 __all__ = [
@@ -76,9 +77,8 @@ class DenseBlock(nn.Module):
 
     def __init__(self, num_layers: int, in_channels: int, growth_rate: int, *, bn_size: int = 4) -> None:
         super().__init__()
-        if num_layers < 1 or growth_rate < 1 or in_channels < 1:
-            raise ValueError(f"num_layers, in_channels and growth_rate must be >= 1, got "
-                             f"{num_layers}, {in_channels}, {growth_rate}")
+        for value, name in ((num_layers, "num_layers"), (in_channels, "in_channels"), (growth_rate, "growth_rate")):
+            positive_int(value, name)
         self.in_channels, self.growth_rate = in_channels, growth_rate
         self.layers = nn.ModuleList(
             DenseLayer(in_channels + i * growth_rate, growth_rate, bn_size=bn_size) for i in range(num_layers))
@@ -200,13 +200,13 @@ class DenseNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def densenet_bc(depth: int = 40, *, growth_rate: int = 12, theta: float = 0.5, num_classes: int = 10) -> DenseNet:
+def densenet_bc(*, depth: int = 40, growth_rate: int = 12, theta: float = 0.5, num_classes: int = 10) -> DenseNet:
     """DenseNet-BC with ``depth = 6n + 4`` layers (e.g. 40, 100 as in the paper, 190).
 
-    Raises ``ValueError`` for other depths, naming the nearest valid ones.
+    Every argument is keyword-only: ``densenet_bc(depth=40, growth_rate=12)``. Raises ``ValueError``
+    for other depths, naming the nearest valid ones, and ``TypeError`` for a depth that is not an int.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an int, got {type(depth).__name__}")
+    depth = positive_int(depth, "depth")
     if depth < 10 or (depth - 4) % 6:
         k = (depth - 4) // 6
         nearest = [6 * j + 4 for j in (k, k + 1) if j >= 1]

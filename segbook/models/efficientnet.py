@@ -48,7 +48,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..checks import positive_int
+from ..checks import positive_float, positive_int
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.drop_path import drop_path
 from ..nn.init import he_init
@@ -62,7 +62,6 @@ __all__ = [
     "compound_scaling",
     "round_filters",
     "round_repeats",
-    "drop_path",
     "MBConv",
     "EfficientNet",
     "efficientnet_small",
@@ -141,11 +140,9 @@ def compound_scaling(
     >>> (s.depth_mult, round(s.width_mult, 2), s.resolution)
     (1.2, 1.1, 37)
     """
-    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi) or phi < 0:
-        raise ValueError(f"phi must be a finite number >= 0, got {phi!r}")
+    positive_float(phi, "phi", inclusive=True)  # checked, not converted: the table shows phi as given
     for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1):
-            raise ValueError(f"{name} must be a finite number >= 1, got {v!r}")
+        positive_float(v, name, minimum=1, inclusive=True)
     base_resolution = positive_int(base_resolution, "base_resolution")
     res_mult = gamma ** phi
     return CompoundScaling(phi=phi, depth_mult=alpha ** phi, width_mult=beta ** phi,
@@ -174,23 +171,23 @@ class MBConv(nn.Module):
     """Mobile inverted bottleneck with squeeze-and-excitation (see the module docstring).
 
     Args:
-        in_ch, out_ch: channel counts.
+        in_channels, out_channels: channel counts.
         kernel_size: depthwise kernel, 3 or 5 in EfficientNet (any odd size works).
         stride: 1 or 2 (the depthwise conv carries it).
-        expand_ratio: ``e``; the hidden width is ``e * in_ch``; ``e = 1`` skips the expand conv.
-        se_ratio: SE hidden width as a fraction of ``in_ch`` (0.25 in EfficientNet); 0 disables SE.
+        expand_ratio: ``e``; the hidden width is ``e * in_channels``; ``e = 1`` skips the expand conv.
+        se_ratio: SE hidden width as a fraction of ``in_channels`` (0.25 in EfficientNet); 0 disables SE.
         act: activation factory (SiLU, called "swish" in the paper).
         drop_path: stochastic-depth probability of the residual branch (only with the residual).
 
     Attributes:
-        use_residual: ``stride == 1 and in_ch == out_ch``.
+        use_residual: ``stride == 1 and in_channels == out_channels``.
         se: the :class:`~segbook.nn.SqueezeExcite` (or ``nn.Identity``).
     """
 
     def __init__(
         self,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         *,
         kernel_size: int = 3,
         stride: int = 1,
@@ -200,29 +197,29 @@ class MBConv(nn.Module):
         drop_path: float = 0.0,
     ) -> None:
         super().__init__()
-        if in_ch < 1 or out_ch < 1:
-            raise ValueError(f"in_ch and out_ch must be >= 1, got {in_ch}, {out_ch}")
+        positive_int(in_channels, "in_channels")
+        positive_int(out_channels, "out_channels")
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}")
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        if expand_ratio < 1:
-            raise ValueError(f"expand_ratio must be >= 1, got {expand_ratio}")
+        positive_int(expand_ratio, "expand_ratio")
         if not 0.0 <= se_ratio <= 1.0 or not 0.0 <= drop_path < 1.0:
             raise ValueError(f"se_ratio must be in [0, 1] and drop_path in [0, 1), got {se_ratio}, {drop_path}")
-        hidden = in_ch * expand_ratio
-        self.in_ch, self.out_ch, self.stride, self.expand_ratio = in_ch, out_ch, stride, expand_ratio
-        self.use_residual = stride == 1 and in_ch == out_ch
+        hidden = in_channels * expand_ratio
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.stride, self.expand_ratio = stride, expand_ratio
+        self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_path = drop_path if self.use_residual else 0.0
-        self.expand = ConvBNAct(in_ch, hidden, 1, act=act) if expand_ratio != 1 else nn.Identity()
+        self.expand = ConvBNAct(in_channels, hidden, 1, act=act) if expand_ratio != 1 else nn.Identity()
         self.depthwise = ConvBNAct(hidden, hidden, kernel_size, stride=stride, groups=hidden, act=act)
-        self.se = (SqueezeExcite(hidden, hidden_channels=max(1, int(in_ch * se_ratio)), act=act)
+        self.se = (SqueezeExcite(hidden, hidden_channels=max(1, int(in_channels * se_ratio)), act=act)
                    if se_ratio > 0 else nn.Identity())
-        self.project = ConvBNAct(hidden, out_ch, 1, act=None)
+        self.project = ConvBNAct(hidden, out_channels, 1, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"MBConv expects [N, {self.in_ch}, H, W], got shape {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"MBConv expects [N, {self.in_channels}, H, W], got shape {tuple(x.shape)}")
         out = self.project(self.se(self.depthwise(self.expand(x))))
         if self.use_residual:
             out = x + drop_path(out, self.drop_path, self.training)
@@ -269,8 +266,8 @@ class EfficientNet(nn.Module):
         super().__init__()
         if not stages:
             raise ValueError("stages must not be empty")
-        if num_classes < 1 or in_channels < 1:
-            raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes}, {in_channels}")
+        positive_int(num_classes, "num_classes")
+        positive_int(in_channels, "in_channels")
         rf = lambda c: round_filters(c, width_mult, divisor=divisor)  # noqa: E731
         repeats = [round_repeats(s.repeats, depth_mult) for s in stages]
         total, index = sum(repeats), 0
@@ -335,7 +332,7 @@ def efficientnet_small(
     docstring: widths snap to multiples of 8 (a 16-channel stage stays 16 at ``w = 1.1`` but jumps
     to 24 at ``w = 1.21``), depths jump by whole blocks (``ceil``), the integer resolution is
     halved with rounding-up at every stride-2 stage, and stem/head/classifier scale differently
-    from the body. :func:`segbook.experiments.backbones.efficientnet_scaling_table` measures them.
+    from the body. :func:`segbook.experiments.efficientnet_scaling.efficientnet_scaling_table` measures them.
     """
     s = compound_scaling(phi, alpha=alpha, beta=beta, gamma=gamma, base_resolution=base_resolution)
     model = scaled_efficientnet_small(depth_mult=s.depth_mult, width_mult=s.width_mult, resolution=s.resolution,
@@ -360,15 +357,14 @@ def scaled_efficientnet_small(
     For the control experiment of compound scaling: Tan and Le compare it with growing a single
     dimension (Fig. 3 and 4 of the paper), e.g. ``scaled_efficientnet_small(depth_mult=2.4)``
     (depth only, at the base resolution) against ``efficientnet_small(1)`` at the same FLOPs
-    (:func:`segbook.experiments.backbones.single_dimension_scaling` finds the matching multiplier).
+    (:func:`segbook.experiments.efficientnet_scaling.single_dimension_scaling` finds the matching multiplier).
     The same rounding applies (``ceil`` block counts, widths to multiples of 8). ``resolution`` is
     only recorded (``model.resolution``, the size to train and measure it at); ``model.scaling``
     is ``None`` (no single ``phi`` describes the net); ``model.width_mult`` and
     ``model.depth_mult`` hold the multipliers.
     """
     for name, v in (("depth_mult", depth_mult), ("width_mult", width_mult)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        positive_float(v, name)
     resolution = positive_int(resolution, "resolution")
     model = EfficientNet(SMALL_STAGES, width_mult=width_mult, depth_mult=depth_mult,
                          num_classes=num_classes, in_channels=in_channels, stem_channels=16, stem_stride=1,

@@ -18,8 +18,8 @@ model :class:`FCN`, and the builders :func:`fcn32s`, :func:`fcn16s`, :func:`fcn8
 :func:`patch_classifier` (the small crop classifier that chapter 2 convolutionalises). The
 backbone, :class:`~segbook.models.backbones.VGGBackbone` (5 VGG stages of 3x3 conv-BN-ReLU
 layers, each ending in 2x2 max pooling, returning its pooled maps by name) and its builder
-:func:`~segbook.models.backbones.vgg_backbone`, live in :mod:`segbook.models.backbones` (they
-are re-exported here, so ``from segbook.models.fcn import VGGBackbone`` still works).
+:func:`~segbook.models.backbones.vgg_backbone`, live in :mod:`segbook.models.backbones` (import
+them from there or from :mod:`segbook.models`).
 
 Any input size (at least :data:`MIN_INPUT_SIZE` = 32 on each side): pooling uses ``ceil_mode``
 so a stage maps ``H -> ceil(H / 2)``, and the map at stride ``s`` has ``ceil(H / s)`` rows. The 2x
@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import positive_int
+from ..checks import positive_float, positive_int
 from ..nn.conv import ConvBNAct
 from ..nn.upsample import BilinearConvTranspose2d
 from .backbones import VGG_MIN_INPUT_SIZE, VGGBackbone, vgg_backbone
@@ -57,11 +57,9 @@ from .segmentation import SegmentationModel
 
 __all__ = [
     "MIN_INPUT_SIZE",
-    "VGGBackbone",
     "FCNHead",
     "ScoreLayer",
     "FCN",
-    "vgg_backbone",
     "fcn32s",
     "fcn16s",
     "fcn8s",
@@ -178,10 +176,14 @@ class FCN(SegmentationModel):
 
         ``"score_fr"`` (stride 32); per skip ``k`` in order: ``"up_<k>"`` (the coarser map
         upsampled 2x and cropped to the skip's size), ``"score_<k>"``, and ``"fuse_<k>"`` (their
-        sum); then ``"out"`` ``(N, K, H, W)``.
+        sum); then ``"out"`` ``(N, K, H, W)``. ``maps["out"]`` is ``self(x)``.
         """
         self.check_input(x)
-        feats = self.backbone(x)
+        maps = self._fuse(self.encode(x))
+        maps["out"] = self.resize_output(next(reversed(maps.values())), x)
+        return maps
+
+    def _fuse(self, feats: dict[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
         maps: OrderedDict[str, torch.Tensor] = OrderedDict()
         score = self.head(feats["pool5"])
         maps["score_fr"] = score
@@ -191,27 +193,35 @@ class FCN(SegmentationModel):
             skip_score = self.score_skips[name](skip)
             score = up + skip_score  # FCN fuses by summation
             maps[f"up_{name}"], maps[f"score_{name}"], maps[f"fuse_{name}"] = up, skip_score, score
-        maps["out"] = self._upsample_to_input(score, x.shape[-2:])
         return maps
 
-    def _upsample_to_input(self, score: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``score_fr`` on ``pool5``, fused with each skip's scores: the score map at :attr:`output_stride`."""
+        return next(reversed(self._fuse(features).values()))
+
+    def resize_output(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Bilinear by :attr:`output_stride` to ``ceil(H / s) * s`` rows, cropped to ``x.shape[-2:]`` (stays aligned)."""
         s = self.output_stride
-        h, w = score.shape[-2:]
-        full = F.interpolate(score, size=(h * s, w * s), mode="bilinear", align_corners=False)
+        h, w = logits.shape[-2:]
+        size = x.shape[-2:]
+        full = F.interpolate(logits, size=(h * s, w * s), mode="bilinear", align_corners=False)
         out = full[..., : size[0], : size[1]]
         if out.shape[-2:] != size:  # cannot happen for a backbone with ceil-mode pooling
             raise RuntimeError(f"upsampled scores {tuple(full.shape[-2:])} do not cover the input {tuple(size)}")
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.score_maps(x)["out"]
-
 
 # ----------------------------------------------------------------------------------------------
 # Builders
 # ----------------------------------------------------------------------------------------------
-def _fcn(skips: tuple, num_classes: int, in_channels: int, width: int, depths: Sequence[int],
+def _fcn(*, skips: tuple, num_classes: int, in_channels: int, width: int, depths: Sequence[int],
          hidden: Optional[int], dropout: float, learnable_upsample: bool) -> FCN:
+    if not isinstance(learnable_upsample, bool):
+        raise TypeError(f"learnable_upsample must be a bool, got {type(learnable_upsample).__name__} "
+                        f"{learnable_upsample!r}")
+    width = positive_int(width, "width")
+    hidden = positive_int(hidden, "hidden", allow_none=True)
+    dropout = positive_float(dropout, "dropout", inclusive=True, maximum=1)
     backbone = vgg_backbone(in_channels=in_channels, width=width, depths=depths)
     return FCN(backbone, num_classes, skips=skips, hidden=hidden if hidden is not None else 8 * width,
                dropout=dropout, learnable_upsample=learnable_upsample)
@@ -219,20 +229,27 @@ def _fcn(skips: tuple, num_classes: int, in_channels: int, width: int, depths: S
 
 def fcn32s(*, num_classes: int = 6, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2),
            hidden: Optional[int] = None, dropout: float = 0.1, learnable_upsample: bool = True) -> FCN:
-    """FCN-32s: scores from ``pool5`` only, upsampled 32x (``hidden`` defaults to ``8 * width``)."""
-    return _fcn((), num_classes, in_channels, width, depths, hidden, dropout, learnable_upsample)
+    """FCN-32s: scores from ``pool5`` only, upsampled 32x (``hidden`` defaults to ``8 * width``).
+
+    Keyword arguments only; ``TypeError`` for a value of the wrong type, ``ValueError`` for one out
+    of range (the same for :func:`fcn16s` and :func:`fcn8s`).
+    """
+    return _fcn(skips=(), num_classes=num_classes, in_channels=in_channels, width=width, depths=depths,
+                hidden=hidden, dropout=dropout, learnable_upsample=learnable_upsample)
 
 
 def fcn16s(*, num_classes: int = 6, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2),
            hidden: Optional[int] = None, dropout: float = 0.1, learnable_upsample: bool = True) -> FCN:
     """FCN-16s: FCN-32s plus the ``pool4`` skip (summed at stride 16), upsampled 16x."""
-    return _fcn(SKIP_ORDER[:1], num_classes, in_channels, width, depths, hidden, dropout, learnable_upsample)
+    return _fcn(skips=SKIP_ORDER[:1], num_classes=num_classes, in_channels=in_channels, width=width, depths=depths,
+                hidden=hidden, dropout=dropout, learnable_upsample=learnable_upsample)
 
 
 def fcn8s(*, num_classes: int = 6, in_channels: int = 3, width: int = 16, depths: Sequence[int] = (1, 1, 2, 2, 2),
           hidden: Optional[int] = None, dropout: float = 0.1, learnable_upsample: bool = True) -> FCN:
     """FCN-8s: FCN-16s plus the ``pool3`` skip (summed at stride 8), upsampled 8x."""
-    return _fcn(SKIP_ORDER, num_classes, in_channels, width, depths, hidden, dropout, learnable_upsample)
+    return _fcn(skips=SKIP_ORDER, num_classes=num_classes, in_channels=in_channels, width=width, depths=depths,
+                hidden=hidden, dropout=dropout, learnable_upsample=learnable_upsample)
 
 
 def patch_classifier(*, num_classes: int = 6, in_channels: int = 3, width: int = 16, hidden: int = 64) -> nn.Sequential:

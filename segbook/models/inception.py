@@ -17,7 +17,7 @@ Where it departs from the paper / torchvision:
   3x3 there);
 * :func:`googlenet_small` is sized for 32x32 inputs: a 3x3 stem instead of the 7x7/stride-2 stem
   and the max pools, so the Inception 3 modules run at 32x32, 4 at 16x16 and 5 at 8x8; all widths
-  are scaled by ``width``; the auxiliary heads pool to 4x4 (as in the paper, from 14x14).
+  are scaled by ``width_mult``; the auxiliary heads pool to 4x4 (as in the paper, from 14x14).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn as nn
 
-from ..checks import positive_int
+from ..checks import positive_float, positive_int
 from ..nn.conv import ConvBNAct, make_divisible
 from ..nn.init import he_init
 
@@ -63,9 +63,9 @@ class InceptionConfig(NamedTuple):
     def out_channels(self) -> int:
         return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
 
-    def scaled(self, width: float, divisor: int = 4) -> "InceptionConfig":
-        """Every width times ``width``, rounded with :func:`~segbook.nn.conv.make_divisible`."""
-        return InceptionConfig(*(make_divisible(c * width, divisor) for c in self))
+    def scaled(self, width_mult: float, divisor: int = 4) -> "InceptionConfig":
+        """Every width times ``width_mult``, rounded with :func:`~segbook.nn.conv.make_divisible`."""
+        return InceptionConfig(*(make_divisible(c * width_mult, divisor) for c in self))
 
 
 # Table 1 of Szegedy et al. (2015): module name -> (in_channels, config).
@@ -182,20 +182,19 @@ class GoogLeNet(nn.Module):
 
     Args:
         num_classes: number of logits.
-        width: multiplier for every channel count of the paper's Table 1 (1.0: the original widths).
+        width_mult: multiplier for every channel count of the paper's Table 1 (1.0: the original widths).
         aux_logits: build the two auxiliary classifiers.
         dropout: dropout before the final classifier (0.4 in the paper).
         aux_dropout: dropout inside the auxiliary heads (0.7 in the paper).
     """
 
-    def __init__(self, num_classes: int = 10, *, width: float = 1.0, aux_logits: bool = True,
+    def __init__(self, num_classes: int = 10, *, width_mult: float = 1.0, aux_logits: bool = True,
                  dropout: float = 0.4, aux_dropout: float = 0.7) -> None:
         super().__init__()
-        if not width > 0:
-            raise ValueError(f"width must be > 0, got {width!r}")
+        positive_float(width_mult, "width_mult")
         num_classes = positive_int(num_classes, "num_classes")
-        cfg = {k: c.scaled(width) for k, c in GOOGLENET_CONFIGS.items()}
-        stem_ch = make_divisible(192 * width, 4)
+        cfg = {k: c.scaled(width_mult) for k, c in GOOGLENET_CONFIGS.items()}
+        stem_ch = make_divisible(192 * width_mult, 4)
         self.aux_logits = aux_logits
         self.stem = ConvBNAct(3, stem_ch, 3)
         modules: dict[str, nn.Module] = {}
@@ -209,7 +208,7 @@ class GoogLeNet(nn.Module):
             self.add_module(key, mod)
         self._order = list(modules)
         if aux_logits:
-            aux_kw = dict(conv_ch=make_divisible(128 * width, 4), fc_ch=make_divisible(1024 * width, 4),
+            aux_kw = dict(conv_ch=make_divisible(128 * width_mult, 4), fc_ch=make_divisible(1024 * width_mult, 4),
                           dropout=aux_dropout)
             self.aux1 = InceptionAux(cfg["4a"].out_channels, num_classes, **aux_kw)
             self.aux2 = InceptionAux(cfg["4d"].out_channels, num_classes, **aux_kw)
@@ -238,10 +237,10 @@ class GoogLeNet(nn.Module):
         return x
 
 
-def googlenet_small(*, num_classes: int = 10, width: float = 0.25, aux_logits: bool = True,
+def googlenet_small(*, num_classes: int = 10, width_mult: float = 0.25, aux_logits: bool = True,
                     dropout: float = 0.2, aux_dropout: float = 0.5) -> GoogLeNet:
-    """GoogLeNet for 32x32 images with all widths scaled by ``width`` (0.25: about 0.4M parameters)."""
-    return GoogLeNet(num_classes, width=width, aux_logits=aux_logits, dropout=dropout, aux_dropout=aux_dropout)
+    """GoogLeNet for 32x32 images with all widths scaled by ``width_mult`` (0.25: about 0.4M parameters)."""
+    return GoogLeNet(num_classes, width_mult=width_mult, aux_logits=aux_logits, dropout=dropout, aux_dropout=aux_dropout)
 
 
 def without_aux_heads(model: GoogLeNet) -> GoogLeNet:

@@ -43,35 +43,20 @@ __all__ = [
     "Bottleneck",
     "CifarResNet",
     "valid_depths",
-    "he_init",
     "residual_ratios",
     "cifar_resnet",
-    "resnet8",
-    "resnet14",
     "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "plain8",
-    "plain14",
-    "plain20",
-    "plain32",
-    "plain44",
-    "plain56",
-    "plain110",
-    "se_resnet20",
 ]
 
 
-def conv3x3(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
     """3x3 convolution with "same" padding (= ``dilation``) and no bias (batch norm follows)."""
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
 
 
-def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     """1x1 convolution without bias."""
-    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+    return nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
 
 
 def _make_se(channels: int, se_reduction: Optional[int]) -> Optional[nn.Module]:
@@ -86,24 +71,24 @@ def _make_se(channels: int, se_reduction: Optional[int]) -> Optional[nn.Module]:
 class PadShortcut(nn.Module):
     """Parameter-free "option A" shortcut: subsample by ``stride`` and zero-pad the channels.
 
-    Shapes: ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))`` with
-    ``C_out >= C_in``; the extra ``C_out - C_in`` channels are zeros.
+    Shapes: ``(N, in_channels, H, W) -> (N, out_channels, ceil(H / stride), ceil(W / stride))`` with
+    ``out_channels >= in_channels``; the extra channels are zeros.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        if out_ch < in_ch:
-            raise ValueError(f"option-A shortcuts can only add channels, got {in_ch} -> {out_ch}")
-        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+        if out_channels < in_channels:
+            raise ValueError(f"option-A shortcuts can only add channels, got {in_channels} -> {out_channels}")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        extra = self.out_ch - self.in_ch
+        extra = self.out_channels - self.in_channels
         return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x
 
     def extra_repr(self) -> str:
-        return f"{self.in_ch}, {self.out_ch}, stride={self.stride}"
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
 class _ResidualBlock(nn.Module):
@@ -222,8 +207,7 @@ def _layers_per_block(block: str) -> int:
 def _blocks_per_stage(depth: int, block: str) -> int:
     per = _layers_per_block(block) * 3
     formula = f"{per}n + 2"
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an int, got {type(depth).__name__}")
+    depth = positive_int(depth, "depth")
     if depth < per + 2 or (depth - 2) % per:
         k = (depth - 2) // per
         nearest = [per * j + 2 for j in (k, k + 1) if j >= 1]
@@ -256,8 +240,7 @@ class CifarResNet(nn.Module):
                  num_classes: int = 10, shortcuts: bool = True, se_reduction: Optional[int] = None,
                  zero_init_residual: bool = False) -> None:
         super().__init__()
-        if blocks_per_stage < 1:
-            raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+        blocks_per_stage = positive_int(blocks_per_stage, "blocks_per_stage")
         width = positive_int(width, "width")
         num_classes = positive_int(num_classes, "num_classes")
         self.shortcuts = shortcuts
@@ -295,6 +278,13 @@ class CifarResNet(nn.Module):
             raise ValueError(f"expected images [N, 3, H, W], got {tuple(x.shape)}")
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
+
+    def trunk(self) -> nn.Sequential:
+        """The convolutional part (stem and the three stages) as one module that shares this net's
+        layers: ``[N, 3, H, W] -> [N, 4 * width * expansion, H / 4, W / 4]``, the same map as
+        :meth:`forward_features` (without its input check). For tools that take a module, e.g.
+        :func:`segbook.analysis.empirical_receptive_field`."""
+        return nn.Sequential(self.conv1, self.bn1, self.relu, self.layer1, self.layer2, self.layer3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.forward_features(x))
@@ -337,89 +327,20 @@ def residual_ratios(model: CifarResNet, images: torch.Tensor, *, batch_stats: bo
     return (ratios[:, 0] / ratios[:, 1].clamp_min(1e-12)).tolist()
 
 
-def cifar_resnet(depth: int = 20, *, width: int = 16, num_classes: int = 10, shortcuts: bool = True,
+def cifar_resnet(*, depth: int = 20, width: int = 16, num_classes: int = 10, shortcuts: bool = True,
                  se_reduction: Optional[int] = None, block: str = "basic",
                  zero_init_residual: bool = False) -> CifarResNet:
     """CIFAR ResNet-``depth`` (``depth = 6n + 2`` for basic blocks, ``9n + 2`` for bottlenecks).
 
-    ``shortcuts=False`` gives the plain net of the same depth and parameters. Raises ``ValueError``
-    naming the nearest valid depths for any other depth.
+    ``shortcuts=False`` gives the plain net of the same depth and parameters. Every argument is
+    keyword-only: ``cifar_resnet(depth=32, width=8)``. Raises ``ValueError`` naming the nearest
+    valid depths for any other depth, ``TypeError`` for a depth that is not an int.
     """
     n = _blocks_per_stage(depth, block)
     return CifarResNet(_BLOCKS[block], n, width=width, num_classes=num_classes, shortcuts=shortcuts,
                        se_reduction=se_reduction, zero_init_residual=zero_init_residual)
 
 
-def resnet8(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-8 (1 basic block per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(8, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def resnet14(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-14 (2 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(14, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
 def resnet20(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
     """CIFAR ResNet-20 (3 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(20, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def resnet32(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-32 (5 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(32, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def resnet44(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-44 (7 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(44, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def resnet56(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-56 (9 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(56, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def resnet110(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR ResNet-110 (18 basic blocks per stage); see :func:`cifar_resnet`."""
-    return cifar_resnet(110, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)
-
-
-def plain8(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-8 (1 basic block per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(8, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain14(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-14 (2 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(14, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain20(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-20 (3 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(20, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain32(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-32 (5 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(32, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain44(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-44 (7 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(44, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain56(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-56 (9 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(56, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def plain110(*, width: int = 16, num_classes: int = 10, se_reduction: Optional[int] = None) -> CifarResNet:
-    """CIFAR plain net-110 (18 basic blocks per stage, no shortcuts); see :func:`cifar_resnet`."""
-    return cifar_resnet(110, width=width, num_classes=num_classes, shortcuts=False, se_reduction=se_reduction)
-
-
-def se_resnet20(*, width: int = 16, num_classes: int = 10, se_reduction: int = 16) -> CifarResNet:
-    """CIFAR ResNet-20 with a squeeze-and-excitation module in every block (ratio ``se_reduction``)."""
-    return cifar_resnet(20, width=width, num_classes=num_classes, se_reduction=se_reduction)
+    return cifar_resnet(depth=20, width=width, num_classes=num_classes, shortcuts=True, se_reduction=se_reduction)

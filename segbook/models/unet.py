@@ -37,13 +37,13 @@ Where this departs from the paper
 ---------------------------------
 Batch norm after every convolution (the paper has none; it makes small nets train quickly from
 scratch); a configurable depth and base width (the paper: depth 4, 64 channels); optional "same"
-padding and bilinear + 3x3 convolution upsampling (the paper: valid padding, 2x2 up-convolution);
-no weighted loss for touching borders.
+padding and any upsampler of :func:`segbook.nn.upsample.make_upsampler`, e.g. bilinear + 3x3
+convolution (the paper: valid padding, 2x2 up-convolution, ``"transposed2"``); no weighted loss for
+touching borders.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -51,11 +51,11 @@ import torch.nn.functional as F
 
 from ..checks import positive_int
 from ..nn.conv import ConvBNAct
+from ..nn.upsample import UPSAMPLER_KINDS, ResizeConv2d, make_upsampler
 from ..sizes import UNET_PADDINGS, is_valid_unet_size, nearest_valid_unet_sizes, unet_trace
-from .segmentation import SegmentationModel
+from .segmentation import SegmentationModel, check_spatial_sizes
 
 __all__ = [
-    "UPSAMPLINGS",
     "INPUT_POLICIES",
     "center_crop",
     "mirror_pad",
@@ -67,7 +67,6 @@ __all__ = [
     "predict_tiled",
 ]
 
-UPSAMPLINGS = ("transposed", "bilinear")
 INPUT_POLICIES = ("strict", "pad", "resize")
 
 
@@ -125,28 +124,28 @@ class UpBlock(nn.Module):
     * ``match="crop"``: the skip is centre-cropped to ``(2h, 2w)`` (valid padding);
     * ``match="resize"``: the up-sampled map is resized to ``(H, W)`` (bilinear, ``size=``).
 
-    Upsampling ``"transposed"``: ``ConvTranspose2d(in, in / 2, 2, stride=2)`` (the paper's
-    up-convolution); ``"bilinear"``: bilinear interpolation to ``(2h, 2w)`` then a 3x3 convolution
-    (padding 1) to ``in / 2`` channels.
+    ``upsampling`` is any kind of :func:`segbook.nn.upsample.make_upsampler` (chapter 3's
+    comparison), from ``in`` to ``in / 2`` channels: ``"transposed2"`` is the paper's
+    up-convolution, ``ConvTranspose2d(in, in / 2, 2, stride=2)``. For the resize kinds
+    (``"nearest"``, ``"bilinear"``: interpolation to ``(2h, 2w)`` then a 3x3 convolution, padding 1)
+    the convolution is followed by batch norm and ReLU, like every other 3x3 convolution of the net;
+    the learned strided kinds (transposed, pixel shuffle) stay linear, as in the paper.
     """
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, upsampling: str = "transposed",
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *, upsampling: str = "transposed2",
                  padding: str = "same") -> None:
         super().__init__()
         up_channels = in_channels // 2
         self.upsampling = upsampling
-        if upsampling == "transposed":
-            self.up = nn.ConvTranspose2d(in_channels, up_channels, kernel_size=2, stride=2)
-        else:
-            self.up = ConvBNAct(in_channels, up_channels, 3, padding=1)
+        resize = upsampling in ResizeConv2d.MODES
+        self.up = make_upsampler(upsampling, in_channels, up_channels, bias=not resize)
+        if resize:  # conv -> BN -> ReLU, as ConvBNAct (BN's shift replaces the conv's bias)
+            self.up = nn.Sequential(self.up, nn.BatchNorm2d(up_channels), nn.ReLU())
         self.convs = DoubleConv(skip_channels + up_channels, out_channels, padding=padding)
 
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, in, h, w] -> [N, in / 2, 2h, 2w]``."""
-        if self.upsampling == "transposed":
-            return self.up(x)
-        size = (2 * x.shape[-2], 2 * x.shape[-1])
-        return self.up(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+        return self.up(x)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, match: str = "equal") -> torch.Tensor:  # noqa: D102
         up = self.upsample(x)
@@ -171,23 +170,32 @@ class UNet(SegmentationModel):
         base_width: channels of the first level ``C``; level ``l`` has ``C * 2^l`` (the paper: 64).
         padding: ``"same"`` (3x3 convolutions with padding 1) or ``"valid"`` (no padding, the skip is
             centre-cropped).
-        upsampling: ``"transposed"`` (2x2 stride-2 up-convolution) or ``"bilinear"`` (+ 3x3 conv).
+        upsampling: a kind of :func:`segbook.nn.upsample.make_upsampler`
+            (:data:`~segbook.nn.upsample.UPSAMPLER_KINDS`): ``"transposed2"`` (the paper's 2x2
+            stride-2 up-convolution), ``"bilinear"`` (+ 3x3 conv-BN-ReLU), or any of chapter 3's
+            others (see :class:`UpBlock`).
         input_policy: ``"strict"``, ``"pad"`` or ``"resize"`` (see the module docstring).
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, depth: int = 4, base_width: int = 64,
-                 padding: str = "same", upsampling: str = "transposed", input_policy: str = "strict") -> None:
+                 padding: str = "same", upsampling: str = "transposed2", input_policy: str = "strict") -> None:
         super().__init__()
         for name, v, lo in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1), ("depth", depth, 1),
                             ("base_width", base_width, 1)):
             positive_int(v, name, minimum=lo)
         if padding not in UNET_PADDINGS:
             raise ValueError(f"padding must be one of {UNET_PADDINGS}, got {padding!r}")
-        if upsampling not in UPSAMPLINGS:
-            raise ValueError(f"upsampling must be one of {UPSAMPLINGS}, got {upsampling!r}")
+        if upsampling not in UPSAMPLER_KINDS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLER_KINDS} (segbook.nn.upsample.make_upsampler), "
+                             f"got {upsampling!r}")
         self.num_classes, self.in_channels, self.depth, self.base_width = num_classes, in_channels, depth, base_width
         self.padding, self.upsampling = padding, upsampling
         self.widths = [base_width * 2 ** level for level in range(depth + 1)]
+        if padding == "same":
+            self._context_margin = 0
+        else:
+            n = nearest_valid_unet_sizes(1, depth, "valid")[1]
+            self._context_margin = (n - unet_trace(n, depth, "valid").output_size) // 2
         self.set_input_policy(input_policy)
 
         self.encoder = nn.ModuleList()
@@ -227,10 +235,7 @@ class UNet(SegmentationModel):
     @property
     def context_margin(self) -> int:
         """Pixels lost on each side with valid padding (0 with same padding): 92 at depth 4."""
-        if self.padding == "same":
-            return 0
-        n = nearest_valid_unet_sizes(1, self.depth, "valid")[1]
-        return (n - unet_trace(n, self.depth, "valid").output_size) // 2
+        return self._context_margin
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The logits' ``(H_out, W_out)`` for an input of ``height x width`` (after the size check)."""
@@ -238,67 +243,94 @@ class UNet(SegmentationModel):
             return tuple(unet_trace(n, self.depth, "valid").output_size or 0 for n in (height, width))  # type: ignore[return-value]
         return height, width
 
-    def _check_sizes(self, x: torch.Tensor) -> None:
-        name = type(self).__name__
-        self.check_input(x)  # rank, dtype, channels, minimum size, multiple of 2^D (same + strict)
+    def check_input(self, x: torch.Tensor) -> None:
+        """The base checks (rank, dtype, channels, minimum size, a multiple of ``2^D`` with same padding
+        and the strict policy, a batch of one), and with valid padding and the strict policy every map
+        before a pooling even; the errors name the nearest sizes that work."""
+        super().check_input(x)
         if self.padding == "valid" and self.input_policy == "strict":
-            bad = []
-            for axis, n in zip(("height", "width"), x.shape[-2:]):
-                if not is_valid_unet_size(int(n), self.depth, "valid"):
-                    below, above = nearest_valid_unet_sizes(int(n), self.depth, "valid")
-                    options = " or ".join(str(s) for s in (below, above) if s is not None)
-                    bad.append(f"{axis} {int(n)} (nearest that work: {options})")
-            if bad:
-                raise ValueError(
-                    f"{name} (valid padding, depth {self.depth}) cannot take a {x.shape[-2]}x{x.shape[-1]} input: "
-                    f"every map before a pooling must be even, i.e. each side = {2 ** self.depth}k - 4 and at least "
-                    f"{self.min_input_size}; got {'; '.join(bad)}. Use input_policy='pad', or crop/pad the input."
-                )
+            check_spatial_sizes(
+                x, lambda n: is_valid_unet_size(n, self.depth, "valid"),
+                lambda n: nearest_valid_unet_sizes(n, self.depth, "valid"),
+                name=f"{type(self).__name__} (valid padding, depth {self.depth})",
+                rule=f"every map before a pooling must be even, i.e. each side = {2 ** self.depth}k - 4 and at "
+                     f"least {self.min_input_size}",
+                fix="Use input_policy='pad', or crop/pad the input.")
 
-    def features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """Every map on the way, in order: ``enc0 .. enc{D-1}``, ``bottom``, ``dec{D-1} .. dec0``, ``logits``.
+    def _pad_plan(self, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """``(top, bottom, left, right, offset)`` of the ``"pad"`` policy for a ``height x width`` input.
 
-        No size check or policy is applied: ``x`` must already be a size the net takes.
+        The image keeps its place on the pooling grid (the top/left pad is a multiple of ``2^D``), so on a
+        size the net takes directly the ``"pad"`` output equals the ``"strict"`` one where the latter is
+        defined; the logits of the input's pixels start at ``offset``.
         """
+        margin = self.context_margin
+        lead = -(-margin // self.total_stride) * self.total_stride
+        pads = []
+        for n in (height, width):
+            target = nearest_valid_unet_sizes(n + lead + margin, self.depth, self.padding)[1]
+            pads.append((lead, target - n - lead))
+        (top, bottom), (left, right) = pads
+        return top, bottom, left, right, lead - margin
+
+    def contracting_path(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """The encoder's maps ``enc0 .. enc{D-1}`` and ``bottom`` of ``x`` (no check, no policy), by name."""
         maps: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-        skips = []
         for level, block in enumerate(self.encoder):
             x = block(x)
             maps[f"enc{level}"] = x
-            skips.append(x)
             x = self.pool(x)
-        x = self.bottom(x)
-        maps["bottom"] = x
+        maps["bottom"] = self.bottom(x)
+        return maps
+
+    def expanding_path(self, maps: "OrderedDict[str, torch.Tensor]") -> "OrderedDict[str, torch.Tensor]":
+        """``maps`` of :meth:`contracting_path` plus the decoder's ``dec{D-1} .. dec0`` and the ``logits``.
+
+        Each level up-samples, matches its skip ``enc{l}`` (crop with valid padding, resize under
+        ``input_policy="resize"``), concatenates and convolves (:class:`UpBlock`).
+        """
+        maps = OrderedDict(maps)
+        x = maps["bottom"]
         match = "crop" if self.padding == "valid" else ("resize" if self.input_policy == "resize" else "equal")
         for block, level in zip(self.decoder, reversed(range(self.depth))):
-            x = block(x, skips[level], match)
+            x = block(x, maps[f"enc{level}"], match)
             maps[f"dec{level}"] = x
         maps["logits"] = self.head(x)
         return maps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        self._check_sizes(x)
+    def features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """Every map on the way, in order: ``enc0 .. enc{D-1}``, ``bottom``, ``dec{D-1} .. dec0``, ``logits``.
+
+        No size check, padding or cropping is applied: ``x`` must already be a size the net takes
+        (under ``input_policy="resize"`` the decoder still resizes to the skips).
+        """
+        return self.expanding_path(self.contracting_path(x))
+
+    def encode(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """:meth:`contracting_path`; under ``input_policy="pad"`` of the mirror-padded input."""
+        if self.input_policy == "pad":
+            x = mirror_pad(x, *self._pad_plan(*x.shape[-2:])[:4])
+        return self.contracting_path(x)
+
+    def decode(self, features: "OrderedDict[str, torch.Tensor]") -> torch.Tensor:
+        """:meth:`expanding_path` and the 1x1 head on :meth:`encode`'s maps: logits ``[N, K, H_out, W_out]``."""
+        return self.expanding_path(features)["logits"]
+
+    def resize_output(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The logits as they are, except under ``"pad"``: cropped back to the input's pixels."""
         if self.input_policy != "pad":
-            return self.features(x)["logits"]
-        (h, w), margin = x.shape[-2:], self.context_margin
-        # The image keeps its place on the pooling grid (left/top pad a multiple of 2^D), so on a size the
-        # net takes directly the 'pad' output equals the 'strict' one where the latter is defined.
-        lead = -(-margin // self.total_stride) * self.total_stride
-        pads = []
-        for n in (h, w):
-            target = nearest_valid_unet_sizes(n + lead + margin, self.depth, self.padding)[1]
-            pads.append((lead, target - n - lead))
-        (top, bottom), (left, right) = pads
-        logits = self.features(mirror_pad(x, top, bottom, left, right))["logits"]
-        off = lead - margin
+            return logits
+        (h, w), off = x.shape[-2:], self._pad_plan(*x.shape[-2:])[4]
         return logits[..., off:off + h, off:off + w]
 
+
 def unet(*, num_classes: int = 6, in_channels: int = 3, depth: int = 4, base_width: int = 16,
-         padding: str = "same", upsampling: str = "transposed", input_policy: str = "strict") -> UNet:
+         padding: str = "same", upsampling: str = "transposed2", input_policy: str = "strict") -> UNet:
     """A U-Net for the book's scenes: same padding, depth 4, 16 channels at the first level by default.
 
     ``[N, in_channels, H, W] -> [N, num_classes, H, W]``; with ``input_policy="strict"`` ``H`` and
-    ``W`` must be multiples of ``2 ** depth``.
+    ``W`` must be multiples of ``2 ** depth``. Keyword arguments only; ``TypeError`` for a value of
+    the wrong type (a float width), ``ValueError`` for one out of range or an unknown choice.
     """
     return UNet(num_classes=num_classes, in_channels=in_channels, depth=depth, base_width=base_width,
                 padding=padding, upsampling=upsampling, input_policy=input_policy)
@@ -310,7 +342,7 @@ def unet_paper(*, num_classes: int = 2, in_channels: int = 1, input_policy: str 
     ``[N, 1, 572, 572] -> [N, 2, 388, 388]`` with the strict policy (31M parameters).
     """
     return UNet(num_classes=num_classes, in_channels=in_channels, depth=4, base_width=64, padding="valid",
-                upsampling="transposed", input_policy=input_policy)
+                upsampling="transposed2", input_policy=input_policy)
 
 
 @torch.inference_mode()

@@ -51,22 +51,22 @@ def make_divisible(value: float, divisor: int = 8, *, min_value: Optional[int] =
 class ConvBNAct(nn.Sequential):
     """``Conv2d -> BatchNorm2d -> activation``, with "same" padding by default.
 
-    Shapes: ``(N, in_ch, H, W) -> (N, out_ch, ceil(H / stride), ceil(W / stride))`` for odd kernels.
+    Shapes: ``(N, in_channels, H, W) -> (N, out_channels, ceil(H / stride), ceil(W / stride))`` for odd kernels.
 
     Args:
-        in_ch, out_ch: channel counts.
+        in_channels, out_channels: channel counts.
         kernel_size: odd kernel size.
         stride: convolution stride.
         dilation: atrous rate; the padding grows with it so the size is kept.
-        groups: ``in_ch`` gives a depthwise convolution.
+        groups: ``in_channels`` gives a depthwise convolution.
         act: activation factory (``nn.ReLU`` by default, ``None`` for no activation).
         bn: add batch norm (the convolution then has no bias, since BN's shift replaces it).
     """
 
     def __init__(
         self,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         kernel_size: int = 3,
         *,
         stride: int = 1,
@@ -78,12 +78,12 @@ class ConvBNAct(nn.Sequential):
     ) -> None:
         pad = same_padding(kernel_size, dilation) if padding is None else padding
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=pad, dilation=dilation,
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=pad, dilation=dilation,
                       groups=groups, bias=not bn)
         ]
         if bn:
-            layers.append(nn.BatchNorm2d(out_ch))
+            layers.append(nn.BatchNorm2d(out_channels))
         if act is not None:
             layers.append(act())
         super().__init__(*layers)
-        self.in_ch, self.out_ch = in_ch, out_ch
+        self.in_channels, self.out_channels = in_channels, out_channels

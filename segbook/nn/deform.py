@@ -122,7 +122,7 @@ class DeformConv2d(nn.Module):
     padding and stride 1, ``H' = H``.
 
     Args:
-        in_ch, out_ch: channel counts.
+        in_channels, out_channels: channel counts.
         kernel_size, stride, dilation: as ``nn.Conv2d`` (int or pair).
         padding: as ``nn.Conv2d``; ``None`` (default) is "same" padding ``d (k - 1) // 2``
             (:func:`~segbook.nn.same_padding`; an even kernel needs an explicit ``padding``).
@@ -131,7 +131,7 @@ class DeformConv2d(nn.Module):
     Attributes:
         weight, bias: the main convolution's parameters (same names and shapes as ``nn.Conv2d``,
             so ``load_state_dict`` of a conv's weights works, see :meth:`from_conv`).
-        offset: ``nn.Conv2d(in_ch, 2 k_h k_w, kernel_size, stride, padding, dilation)``, zero at
+        offset: ``nn.Conv2d(in_channels, 2 k_h k_w, kernel_size, stride, padding, dilation)``, zero at
             init; its output has the main convolution's output size.
         offset: the conv that predicts the offsets ``[N, 2 k_h k_w, H', W']`` (forward stores nothing;
             use :meth:`offsets_for` or capture this submodule's output).
@@ -139,8 +139,8 @@ class DeformConv2d(nn.Module):
 
     def __init__(
         self,
-        in_ch: int,
-        out_ch: int,
+        in_channels: int,
+        out_channels: int,
         kernel_size: IntPair = 3,
         *,
         stride: IntPair = 1,
@@ -149,17 +149,17 @@ class DeformConv2d(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        in_ch, out_ch = positive_int(in_ch, "in_ch"), positive_int(out_ch, "out_ch")
-        self.in_ch, self.out_ch = in_ch, out_ch
+        in_channels, out_channels = positive_int(in_channels, "in_channels"), positive_int(out_channels, "out_channels")
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = int_pair(kernel_size, "kernel_size")
         self.stride = int_pair(stride, "stride")
         self.dilation = int_pair(dilation, "dilation")
         self.padding = (tuple(map(same_padding, self.kernel_size, self.dilation)) if padding is None
                         else int_pair(padding, "padding", minimum=0))
         kh, kw = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, kh, kw))
-        self.bias = nn.Parameter(torch.empty(out_ch)) if bias else None
-        self.offset = nn.Conv2d(in_ch, 2 * kh * kw, self.kernel_size, stride=self.stride,
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.offset = nn.Conv2d(in_channels, 2 * kh * kw, self.kernel_size, stride=self.stride,
                                 padding=self.padding, dilation=self.dilation, bias=True)
         self.reset_parameters()
 
@@ -192,8 +192,8 @@ class DeformConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             raise ValueError(f"DeformConv2d expects a 4-D input [N, C, H, W], got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_ch:
-            raise ValueError(f"DeformConv2d was built for {self.in_ch} input channels, got {x.shape[1]}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"DeformConv2d was built for {self.in_channels} input channels, got {x.shape[1]}")
         offsets = self.offset(x)                               # [N, 2 k_h k_w, H', W']
         # torchvision's deform_conv2d needs one dtype for input, offsets and weights, and has no
         # CPU autocast rule: under autocast the offset conv returns bf16 while the weights stay
@@ -220,5 +220,5 @@ class DeformConv2d(nn.Module):
         return sampling_points(offsets, self.kernel_size, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_ch}, {self.out_ch}, kernel_size={self.kernel_size}, stride={self.stride}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}")

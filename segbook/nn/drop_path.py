@@ -1,10 +1,13 @@
-"""Stochastic depth (Huang et al. 2016): drop a sample's whole residual branch during training."""
+"""Stochastic depth (Huang et al. 2016): drop a sample's whole residual branch during training.
+
+A function, not a module: :class:`~segbook.models.efficientnet.MBConv` calls it on its residual
+branch with its own probability (``drop_path(out, self.drop_path, self.training)``).
+"""
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-__all__ = ["drop_path", "DropPath"]
+__all__ = ["drop_path"]
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -17,19 +20,3 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     keep = 1.0 - p
     mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
     return x * mask / keep
-
-
-class DropPath(nn.Module):
-    """Module form of :func:`drop_path` (shape-preserving)."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop_path probability must be in [0, 1), got {p!r}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"

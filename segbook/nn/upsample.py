@@ -60,10 +60,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checks import int_pair, positive_int
-from ..sizes import conv_transpose_output_size  # re-exported: chapter 3 imports it from here
+from ..sizes import conv_transpose_output_size
 
 __all__ = [
-    "conv_transpose_output_size",
     "conv_transpose2d_scatter",
     "transposed_padding",
     "ResizeConv2d",
@@ -73,6 +72,7 @@ __all__ = [
     "bilinear_init_",
     "resize_conv_kernel",
     "UPSAMPLERS",
+    "UPSAMPLER_KINDS",
     "make_upsampler",
     "operator_matrix",
     "upsample_params",
@@ -453,35 +453,40 @@ def resize_conv_kernel(weight: torch.Tensor, factor: int = 2) -> torch.Tensor:
 
 
 UPSAMPLERS = ("transposed3", "transposed4", "nearest", "bilinear")
+"""The four kinds chapter 3 compares everywhere (:func:`make_upsampler` builds them)."""
+UPSAMPLER_KINDS = ("transposed2",) + UPSAMPLERS + ("pixelshuffle",)
+"""Every kind :func:`make_upsampler` builds: :data:`UPSAMPLERS`, U-Net's ``"transposed2"`` and ``"pixelshuffle"``."""
 
 
 def make_upsampler(kind: str, in_channels: int, out_channels: int, *, factor: int = 2, bias: bool = True) -> nn.Module:
-    """An exact ``factor``-times upsampling layer ``[N, C_in, H, W] -> [N, C_out, f H, f W]`` of one of four kinds.
+    """An exact ``factor``-times upsampling layer ``[N, C_in, H, W] -> [N, C_out, f H, f W]`` of one of :data:`UPSAMPLER_KINDS`.
 
-    ``"transposed3"``: ``nn.ConvTranspose2d`` with kernel ``f + 1`` (3 for ``f = 2``), stride ``f``:
-    the kernel size is not a multiple of the stride, overlaps are uneven.
+    ``"transposed2"``: ``nn.ConvTranspose2d`` with kernel ``f`` (2 for ``f = 2``), stride ``f``: no
+    overlap, every input pixel paints its own ``f x f`` block (the U-Net paper's 2x2 up-convolution).
+    ``"transposed3"``: kernel ``f + 1`` (3 for ``f = 2``), stride ``f``: the kernel size is not a
+    multiple of the stride, overlaps are uneven.
     ``"transposed4"``: kernel ``2 f`` (4 for ``f = 2``), stride ``f``: even overlap.
     ``"nearest"`` / ``"bilinear"``: :class:`ResizeConv2d` with a 3x3 convolution.
-    ``"pixelshuffle"``: :class:`SubPixelConv2d` with a 3x3 convolution (not in :data:`UPSAMPLERS`,
-    which lists the four kinds chapter 3 compares everywhere).
+    ``"pixelshuffle"``: :class:`SubPixelConv2d` with a 3x3 convolution.
+    :data:`UPSAMPLERS` lists the four kinds chapter 3 compares everywhere.
     Padding and output padding come from :func:`transposed_padding`. The transposed kinds need
     ``factor >= 2`` (with stride 1 their even kernel cannot keep the size); the resize kinds take any
     ``factor >= 1``. ``in_channels`` and ``out_channels`` must be positive ints.
     """
     f = positive_int(factor, "factor")
     in_channels, out_channels = positive_int(in_channels, "in_channels"), positive_int(out_channels, "out_channels")
-    if kind in ("transposed3", "transposed4"):
+    if kind in ("transposed2", "transposed3", "transposed4"):
         if f < 2:
             raise ValueError(f"make_upsampler({kind!r}) supports factor >= 2, got factor={factor!r}; "
                              f"for factor 1 use 'nearest' or 'bilinear' (a 3x3 convolution, no resizing)")
-        k = f + 1 if kind == "transposed3" else 2 * f
+        k = {"transposed2": f, "transposed3": f + 1, "transposed4": 2 * f}[kind]
         p, op = transposed_padding(k, f)
         return nn.ConvTranspose2d(in_channels, out_channels, k, stride=f, padding=p, output_padding=op, bias=bias)
-    if kind in ("nearest", "bilinear"):
+    if kind in ResizeConv2d.MODES:
         return ResizeConv2d(in_channels, out_channels, 3, factor=f, mode=kind, bias=bias)
     if kind == "pixelshuffle":
         return SubPixelConv2d(in_channels, out_channels, 3, factor=f, bias=bias)
-    raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLERS + ('pixelshuffle',)}")
+    raise ValueError(f"unknown upsampler {kind!r}; expected one of {UPSAMPLER_KINDS}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Chapter 1 (classification backbones): tables the chapter builds from the models.
+"""Chapter 1 (classification backbones): the EfficientNet compound-scaling experiment.
 
 ``efficientnet_scaling_table`` measures what compound scaling does to the small EfficientNet of
 :mod:`segbook.models.efficientnet`, and ``single_dimension_scaling`` finds the depth-only,
@@ -13,6 +13,7 @@ from functools import partial
 from typing import Optional, Sequence
 
 from ..analysis import count_flops, count_macs, count_params
+from ..checks import positive_float
 from ..models.efficientnet import (SMALL_STAGES, efficientnet_small, round_filters, round_repeats,
                                    scaled_efficientnet_small)
 
@@ -93,8 +94,7 @@ def single_dimension_scaling(
     ``scaled_efficientnet_small(depth_mult=..., width_mult=..., resolution=...)``),
     ``blocks`` (MBConv count), ``params``, ``macs`` and ``macs_ratio`` (``macs / target_macs``).
     """
-    if isinstance(target_macs, bool) or not isinstance(target_macs, (int, float)) or not target_macs > 0:
-        raise ValueError(f"target_macs must be a positive number of multiply-adds, got {target_macs!r}")
+    positive_float(target_macs, "target_macs")  # a number of multiply-adds
     unknown = [d for d in dimensions if d not in SCALING_DIMENSIONS]
     if unknown or not dimensions:
         raise ValueError(f"dimensions must be some of {SCALING_DIMENSIONS}, got {tuple(dimensions)!r}")

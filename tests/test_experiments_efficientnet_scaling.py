@@ -1,15 +1,12 @@
-"""Tests for segbook.experiments.backbones: the chapter-1 compound-scaling table."""
+"""Tests for segbook.experiments.efficientnet_scaling: the chapter-1 compound-scaling table."""
 import math
 
 import pytest
 import torch
 
 from segbook.analysis import count_flops
-from segbook.experiments.backbones import efficientnet_scaling_table
+from segbook.experiments.efficientnet_scaling import efficientnet_scaling_table
 from segbook.models import efficientnet_small
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_flops_grow_about_2x_per_phi_step():
@@ -38,7 +35,7 @@ def test_empty_phis_is_an_error():
 
 def test_single_dimension_scaling_matches_the_target_cost_one_dimension_at_a_time():
     from segbook.analysis import count_macs
-    from segbook.experiments.backbones import single_dimension_scaling
+    from segbook.experiments.efficientnet_scaling import single_dimension_scaling
     from segbook.models import efficientnet_small, scaled_efficientnet_small
     target = count_macs(efficientnet_small(1, base_resolution=16), (1, 3, 18, 18))
     rows = single_dimension_scaling(target, base_resolution=16)
@@ -73,7 +70,7 @@ def test_single_dimension_scaling_matches_the_target_cost_one_dimension_at_a_tim
 
 def test_efficientnet_scaling_controls_lists_the_base_the_compound_net_and_its_controls():
     from segbook.analysis import count_macs
-    from segbook.experiments.backbones import efficientnet_scaling_controls
+    from segbook.experiments.efficientnet_scaling import efficientnet_scaling_controls
     rows = efficientnet_scaling_controls(1, base_resolution=16, num_classes=7)
     assert [r["scaling"] for r in rows] == ["base", "compound", "width", "depth", "resolution"]
     assert rows[1]["macs_ratio"] == 1.0 and rows[0]["resolution"] == 16 and rows[1]["resolution"] == 18
