@@ -15,10 +15,14 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch
 
+from .checks import positive_int
 from .constants import IGNORE_INDEX
 
 __all__ = [
     "show_sampling_points",
+    "plot_loss_curves",
+    "plot_per_layer",
+    "plot_bar_pairs",
     "PALETTE",
     "IGNORE_COLOR",
     "colorize",
@@ -383,4 +387,79 @@ def show_sampling_points(image: ArrayLike, panels: Mapping[str, ArrayLike], pixe
         ax.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
+    return fig
+
+
+def plot_loss_curves(curves: Mapping[str, Sequence[Sequence[float]]], *, window: int = 1,
+                     styles: Optional[Mapping[str, str]] = None, log: bool = True,
+                     xlabel: str = "optimisation step", ylabel: Optional[str] = None,
+                     title: Optional[str] = None, figsize: Sequence[float] = (6, 3.4)):
+    """Training curves, one line per run: ``curves[name]`` lists the per-step losses of each run
+    (e.g. one run per seed); the first run of a name is drawn thicker and carries the legend label.
+
+    Each curve is a moving average over ``window`` steps (``np.convolve(..., mode="valid")``),
+    plotted at the 1-based number of the window's last step. ``styles[name]`` is a matplotlib
+    format string (``"C3--"``); ``log`` puts the loss on a log scale. Returns the figure.
+    """
+    window = positive_int(window, "window")
+    if not curves:
+        raise ValueError("curves is empty: pass {name: [per-step losses of each run]}")
+    fig, ax = plt.subplots(figsize=tuple(figsize))
+    for name, runs in curves.items():
+        for k, steps in enumerate(runs):
+            steps = np.asarray(steps, dtype=float)
+            if steps.ndim != 1 or len(steps) < window:
+                raise ValueError(f"{name!r} run {k}: need a 1-D sequence of at least window={window} losses, "
+                                 f"got shape {steps.shape}")
+            loss = np.convolve(steps, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(len(loss)) + window, loss, (styles or {}).get(name, "-"),
+                    lw=1.2 if k == 0 else 0.6, label=name if k == 0 else None)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or (f"training loss (moving average of {window})" if window > 1 else "training loss"))
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_per_layer(values: Mapping[str, ArrayLike], *, log: bool = True, xlabel: str = "layer",
+                   ylabel: str = "", figsize: Sequence[float] = (6, 3.2)):
+    """One marked line per network: ``values[name]`` holds one number per layer ``[L]``, drawn at
+    layers ``1..L`` (e.g. gradient norms from :func:`segbook.analysis.grad_norms_at_init`).
+    ``log`` uses a log scale for the values. Returns the figure."""
+    if not values:
+        raise ValueError("values is empty: pass {name: [one value per layer]}")
+    fig, ax = plt.subplots(figsize=tuple(figsize))
+    for name, v in values.items():
+        v = _np(v).astype(float)
+        if v.ndim != 1:
+            raise ValueError(f"{name!r}: expected one value per layer [L], got shape {v.shape}")
+        (ax.semilogy if log else ax.plot)(np.arange(1, len(v) + 1), v, "o-", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_bar_pairs(first: ArrayLike, second: ArrayLike, *, labels: Sequence[str] = ("before", "after"),
+                   colors: Sequence[str] = ("0.6", "C3"), xlabel: str = "", ylabel: str = "",
+                   figsize: Sequence[float] = (6, 2.6)):
+    """Two values per item side by side: ``first [n]`` and ``second [n]`` as pairs of bars at
+    items ``1..n`` (e.g. a block's residual ratio at initialisation and after training).
+    Returns the figure."""
+    a, b = _np(first).astype(float), _np(second).astype(float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"first and second must be 1-D and of one length, got {a.shape} and {b.shape}")
+    fig, ax = plt.subplots(figsize=tuple(figsize))
+    items = np.arange(1, len(a) + 1)
+    ax.bar(items - 0.2, a, width=0.4, color=colors[0], label=labels[0])
+    ax.bar(items + 0.2, b, width=0.4, color=colors[1], label=labels[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
     return fig

@@ -327,3 +327,45 @@ def test_show_sampling_points_draws_the_taps_of_each_pixel():
         show_sampling_points(torch.zeros(10, 12), {"bad": grid[..., 0]}, [(0, 0)])
     with pytest.raises(ValueError, match="empty"):
         show_sampling_points(torch.zeros(10, 12), {}, [(0, 0)])
+
+
+def test_plot_loss_curves_draws_moving_averages_one_line_per_run():
+    from segbook.viz import plot_loss_curves
+
+    runs = {"plain": [[4.0, 2.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]], "res": [[1.0, 1.0, 1.0, 1.0]]}
+    fig = plot_loss_curves(runs, window=2, styles={"plain": "C0--"}, title="t")
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert len(lines) == 3 and ax.get_yscale() == "log" and ax.get_title() == "t"
+    x, y = lines[0].get_data()
+    assert list(x) == [2, 3, 4] and np.allclose(y, [3.0, 1.5, 1.0])  # mean of steps (1,2), (2,3), (3,4)
+    assert lines[0].get_linestyle() == "--" and lines[0].get_linewidth() > lines[1].get_linewidth()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "res"]
+    assert "moving average of 2" in ax.get_ylabel()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="at least window=5"):
+        plot_loss_curves(runs, window=5)
+    with pytest.raises(ValueError, match="empty"):
+        plot_loss_curves({})
+
+
+def test_plot_per_layer_and_bar_pairs():
+    from segbook.viz import plot_bar_pairs, plot_per_layer
+
+    fig = plot_per_layer({"plain": np.array([1.0, 10.0, 100.0]), "res": [2.0, 2.0, 2.0]}, ylabel="g")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "g"
+    x, y = ax.get_lines()[0].get_data()
+    assert list(x) == [1, 2, 3] and list(y) == [1.0, 10.0, 100.0]
+    plt.close(fig)
+    fig = plot_bar_pairs([1.0, 2.0], [0.5, 3.0], labels=("init", "trained"), ylabel="r")
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    centres = [p.get_x() + p.get_width() / 2 for p in ax.patches]
+    assert heights == [1.0, 2.0, 0.5, 3.0] and np.allclose(centres, [0.8, 1.8, 1.2, 2.2])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["init", "trained"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one length"):
+        plot_bar_pairs([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match=r"\[L\]"):
+        plot_per_layer({"bad": np.zeros((2, 2))})
