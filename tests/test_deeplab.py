@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from segbook.layout import guard_cpu_layout
 from segbook.analysis import count_params
-from segbook.models.deeplab import (ASPP, ASPPPooling, DeepLab, DeepLabV3PlusDecoder, _deeplab, aspp_rates, deeplabv3,
+from segbook.models.deeplab import (ASPP, ASPPPooling, DeepLabV3PlusDecoder, _deeplab, aspp_rates, deeplabv3,
                                     deeplabv3plus)
 from segbook.models.segmentation import resize_to_input
 

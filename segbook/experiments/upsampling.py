@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from ..checkerboard import checkerboard_score, masked_periodic_amplitude, nyquist_residual
 from ..checks import positive_int
-from ..nn.upsample import UPSAMPLERS, SubPixelConv2d, bilinear_init_, icnr_, make_upsampler
+from ..nn.upsample import SubPixelConv2d, bilinear_init_, icnr_, make_upsampler
 from ..train import History, fit
 
 __all__ = [

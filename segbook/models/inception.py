@@ -22,7 +22,7 @@ Where it departs from the paper / torchvision:
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn as nn
