@@ -131,11 +131,11 @@ def layer_violations(package_dir: Path, *, top: str = TOP, on_top: frozenset = O
     other modules, and every core module that imports an ``on_top`` module; each as a readable chain
     of ``module:line`` steps."""
     graph = import_graph(package_dir)
-    core = [m for m in graph if not _under(m, top) and m not in on_top]
+    core = [m for m in graph if not _under(m, top) and not any(_under(m, o) for o in on_top)]
     problems = []
     for start in core:
         for target, line in graph[start].items():
-            if target in on_top:
+            if any(_under(target, o) for o in on_top):
                 problems.append(f"{start}:{line} imports {target}, a notebook-facing helper that sits on top")
         # breadth-first over everything reachable; the first path that reaches `top` is reported
         parents: dict[str, tuple[str, int]] = {}

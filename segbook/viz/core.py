@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from matplotlib.patches import Patch
 
-from .checks import positive_int
-from .constants import IGNORE_INDEX
+from ..checks import positive_int
+from ..constants import IGNORE_INDEX
 
 __all__ = [
     "show_sampling_points",
