@@ -49,6 +49,7 @@ sys.path.insert(1, str(ROOT))
 
 from bench_train_step import training_step  # noqa: E402
 from harness import markdown_table, paired_ratio, ratio, time_interleaved  # noqa: E402
+from segbook.runtime import pick_device  # noqa: E402
 
 SECTIONS = ("models", "crf", "layouts", "chapters")
 
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
                     help="sections to run (default: models crf layouts, plus chapters with --chapters)")
     ap.add_argument("--output", type=pathlib.Path, default=HERE / "RESULTS.md")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    ap.add_argument("--device", default=None, help="cpu, cuda or mps (default: segbook.runtime.pick_device's choice)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default, from OMP_NUM_THREADS)")
     ap.add_argument("--model-threads", type=int, nargs="+", default=None,
                     help="thread counts for the models section on the CPU (default with --quick: 1 and the "
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in model_threads):
         ap.error("--model-threads must be >= 1")
     sections = args.sections or ["models", "crf", "layouts"] + (["chapters"] if args.chapters else [])
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)  # the package's one device rule (CUDA, then MPS, then the CPU)
     warmup, repeats = (2, 9) if args.quick else (3, 15)
     if args.repeats:
         repeats = args.repeats

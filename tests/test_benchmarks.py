@@ -183,3 +183,14 @@ def test_resnet_classifier_checks_its_arguments():
         models.resnet_classifier(depth=10, width=4, num_classes=2.0)
     with pytest.raises(ValueError, match="3 input channels"):
         models.resnet_classifier(depth=10, width=4)(torch.rand(1, 1, 64, 64))
+
+
+def test_run_asks_the_package_for_its_device(monkeypatch):
+    """benchmarks/run.py has no device rule of its own: --device goes through segbook.runtime.pick_device,
+    which refuses a CUDA device that is not there with a message saying what to pass instead."""
+    import torch
+
+    run = _load("run")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        run.main(["--device", "cuda", "--sections", "crf", "--quick"])

@@ -37,3 +37,30 @@ def test_gpu_check_uses_the_packages_execution_decision():
 
     mod = _load()
     assert mod.Execution is segbook.execution.Execution and mod.resolve_execution is segbook.execution.resolve_execution
+
+
+def test_timed_batches_records_one_time_per_step_including_the_last():
+    mod = _load()
+    times = []
+    x, y = mod.torch.zeros(2, 3, 4, 4), mod.torch.zeros(2, dtype=mod.torch.long)
+    seen = sum(1 for _ in mod._timed_batches(x, y, 5, mod.torch.device("cpu"), times))
+    assert seen == 5 and len(times) == 5 and all(t >= 0 for t in times)
+
+
+def test_time_training_runs_the_packages_training_step_on_the_case():
+    """The first recorded loss is the case's initial cross-entropy; the weights then move."""
+    import torch
+    import torch.nn.functional as F
+
+    from segbook.execution import resolve_execution
+    from segbook.models import cifar_resnet
+
+    mod = _load()
+    case = mod.ModelCase("ResNet-8", lambda: cifar_resnet(depth=8, width=4), (4, 3, 8, 8), "classification", 10)
+    result = mod.time_training(case, resolve_execution(device="cpu"), 6)
+    torch.manual_seed(0)
+    model = case.build().train()
+    x = torch.rand(4, 3, 8, 8)
+    y = torch.randint(0, 10, (4,))
+    assert abs(result["loss0"] - float(F.cross_entropy(model(x), y).detach())) < 1e-5
+    assert result["finite"] and result["loss_last"] < result["loss0"] and result["ms"] > 0

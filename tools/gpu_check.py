@@ -37,17 +37,16 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from segbook.execution import Execution, amp_dtype_for, resolve_execution  # noqa: E402
-from segbook.train import evaluate, predict  # noqa: E402
+from segbook.train import evaluate, make_optimizer, predict, train_one_epoch  # noqa: E402
 
 
 @dataclass
@@ -100,32 +99,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed_batches(images: torch.Tensor, targets: torch.Tensor, steps: int, device: torch.device,
+                   times: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batch ``steps`` times; appends to ``times`` the seconds from handing a batch out to
+    being asked for the next one (the device synchronised at both ends), i.e. one training step."""
+    for _ in range(steps):
+        _sync(device)
+        start = time.perf_counter()
+        yield images, targets
+        _sync(device)
+        times.append(time.perf_counter() - start)
+
+
 def time_training(case: ModelCase, ex: Execution, steps: int) -> dict:
-    """``steps`` optimisation steps on random data; median ms of the steps after the first 3."""
+    """``steps`` optimisation steps of the package's own training step (:func:`train_one_epoch`, as
+    :func:`segbook.train.fit` runs it: aux losses, accuracy counting, GradScaler) on one random batch;
+    median ms of the steps after the first 3."""
     torch.manual_seed(0)
     model = ex.prepare(case.build())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda", enabled=ex.grad_scaler)
+    optimizer = make_optimizer(model.parameters(), "adamw", lr=1e-3)
     n, c, h, w = case.shape
     x = torch.rand(n, c, h, w)
     y = torch.randint(0, case.classes, (n,) if case.task == "classification" else (n, h, w))
-    times, losses = [], []
-    model.train()
-    for step in range(steps):
-        _sync(ex.device)
-        start = time.perf_counter()
-        xb, yb = ex.images(x), y.to(ex.device)
-        with ex.autocast():
-            out = model(xb)
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            loss = F.cross_entropy(out.float(), yb)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        _sync(ex.device)
-        times.append(time.perf_counter() - start)
-        losses.append(float(loss.detach()))
+    times: list[float] = []
+    out = train_one_epoch(model, _timed_batches(x, y, steps, ex.device, times), optimizer, task=case.task,
+                          num_classes=case.classes, execution=ex)
+    losses = [float(v) for v in out["step_loss"]]
     measured = times[3:] if len(times) > 4 else times
     return {"ms": 1000 * statistics.median(measured), "finite": all(math.isfinite(v) for v in losses),
             "loss0": losses[0], "loss_last": losses[-1]}
