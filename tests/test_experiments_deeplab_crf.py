@@ -193,3 +193,177 @@ def test_crf_cost_scaling_rows_and_loglog_slope():
     assert loglog_slope([10, 100], [5, 50]) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         loglog_slope([1], [1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the chapter's comparison and CRF study over seeds
+# ---------------------------------------------------------------------------------------------
+def _rt(seed=0):
+    from segbook.runtime import Profile, Runtime
+    return Runtime(seed=seed, device=torch.device("cpu"), profile=Profile("quick"), data="shapes",
+                   data_root="/nonexistent", download=False)
+
+
+def test_seed_scenes_splits_the_held_out_scenes_as_chapter_datasets_draws_them():
+    from segbook.data import chapter_datasets, take
+    from segbook.experiments.deeplab_crf import seed_scenes
+    d = seed_scenes(_rt(), size=32, n_train=4, n_tune=2, n_test=3, seed=5)
+    train, held_out, _ = chapter_datasets(_rt(), task="segmentation", size=32, n_train=4, n_val=5, seed=5)
+    images, masks = take(held_out)
+    assert len(d.train) == 4 and d.info.num_classes == 6
+    assert d.tune[0].shape == (2, 3, 32, 32) and d.test[1].shape == (3, 32, 32)
+    assert torch.equal(d.tune[0], images[:2]) and torch.equal(d.test[1], masks[2:])
+    assert torch.equal(d.train[0][0], train[0][0])
+    with pytest.raises(ValueError, match="n_tune"):
+        seed_scenes(_rt(), size=32, n_train=4, n_tune=0, n_test=3, seed=5)
+
+
+def test_deeplab_builders_give_logits_at_the_input_size():
+    from segbook.experiments.deeplab_crf import deeplab_builders
+    builders = deeplab_builders(6, width=4, base_rates=(1, 2, 3), aspp_channels=16, reduced_channels=4)
+    assert list(builders) == ["DeepLab v3+ OS8", "DeepLab v3+ OS16", "DeepLab v3 OS16", "FCN-8s"]
+    x = torch.rand(1, 3, 37, 33)
+    with torch.inference_mode():
+        for build in builders.values():
+            assert build().eval()(x).shape == (1, 6, 37, 33)
+    torch.manual_seed(0)
+    a = builders["DeepLab v3 OS16"]()
+    torch.manual_seed(0)
+    b = builders["DeepLab v3 OS16"]()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))   # weights from the global RNG
+    with pytest.raises(ValueError, match="num_classes"):
+        deeplab_builders(1, width=4, base_rates=(1, 2, 3), aspp_channels=16, reduced_channels=4)
+
+
+def _tiny_data(seeds=(0,), n=8, size=32):
+    from segbook.data import ShapesSegmentation, take
+    out = {}
+    for s in seeds:
+        ds = ShapesSegmentation(n=n, size=size, seed=s)
+        images, masks = take(ds)
+        out[s] = SimpleNamespace(train=ds, test=(images[:4], masks[:4]), tune=(images[4:], masks[4:]))
+    return out
+
+
+def test_train_and_score_keeps_the_builders_order_and_scores_each_seed_on_its_test_scenes():
+    from segbook.data import make_loader
+    from segbook.experiments.deeplab_crf import train_and_score
+    from segbook.train import evaluate
+    builders = {"a": lambda: torch.nn.Conv2d(3, 6, 1), "b": lambda: torch.nn.Conv2d(3, 6, 3, padding=1)}
+    data = _tiny_data(seeds=(0, 1))
+    out = train_and_score(builders, data, [0, 1], num_classes=6, batch_size=4, lr=0.01, warmup_steps=0,
+                          order=["b", "a"])
+    assert list(out.runs) == ["a", "b"] and [r.seed for r in out.runs["a"]] == [0, 1]
+    assert all(len(v) == 2 and all(t > 0 for t in v) for v in out.eval_seconds.values())
+    for name, runs in out.runs.items():
+        for r, score in zip(runs, out.scores[name]):
+            again = evaluate(r.model, make_loader(torch.utils.data.TensorDataset(*data[r.seed].test), 64),
+                             task="segmentation", num_classes=6)
+            assert score["miou"] == pytest.approx(again["miou"])
+    other = train_and_score(builders, data, [0, 1], num_classes=6, batch_size=4, lr=0.01, warmup_steps=0)
+    assert [s["miou"] for s in other.scores["b"]] == [s["miou"] for s in out.scores["b"]]   # order: same numbers
+    with pytest.raises(ValueError, match="order"):
+        train_and_score(builders, data, [0], num_classes=6, batch_size=4, lr=0.01, warmup_steps=0, order=["a"])
+    with pytest.raises(ValueError, match="seed"):
+        train_and_score(builders, data, [0, 7], num_classes=6, batch_size=4, lr=0.01, warmup_steps=0)
+
+
+class _Oracle(torch.nn.Module):
+    """Logits from a lookup of the images: a model whose probabilities the test controls."""
+
+    def __init__(self, images, probs):
+        super().__init__()
+        self.images, self.probs = images, probs
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        idx = [next(i for i in range(len(self.images)) if torch.equal(self.images[i], im)) for im in x]
+        return self.probs[idx].log()
+
+
+def _crf_study(seeds=(0, 1)):
+    from segbook.seeds import SeededRun
+    from segbook.train import History
+    data, runs = {}, []
+    for s in seeds:
+        images, probs, target = _scene(n=4, size=12, seed=s)
+        images = images + torch.arange(4).view(4, 1, 1, 1) * 0.01   # distinct, for the oracle's lookup
+        data[s] = SimpleNamespace(tune=(images[:2], target[:2]), test=(images[2:], target[2:]))
+        runs.append(SeededRun(name="m", seed=s, model=_Oracle(images, probs), history=History(task="segmentation")))
+    return runs, data
+
+
+def test_tune_and_score_crf_per_seed_match_the_single_steps():
+    from segbook.experiments.deeplab_crf import (
+        crf_gains, crf_test_rows, score_crf, seed_values, tune_crf_per_seed,
+    )
+    runs, data = _crf_study()
+    grid = {"bilateral_compat": [0.5, 5], "iterations": [3]}
+    crf = tune_crf_per_seed(runs, data, 2, grid, backend="exact")
+    assert list(crf) == [0, 1]
+    for r in runs:
+        (tune_x, tune_y), (test_x, _) = data[r.seed].tune, data[r.seed].test
+        best, rows = crf_grid_search(tune_x, r.model(tune_x).softmax(1), tune_y, 2, grid, backend="exact")
+        assert crf[r.seed].best == best and crf[r.seed].grid == rows
+        torch.testing.assert_close(crf[r.seed].test_probs, r.model(test_x).softmax(1))
+    score_crf(crf, data, 2, backend="exact")
+    c = crf[1]
+    torch.testing.assert_close(c.refined, crf_refine(data[1].test[0], c.test_probs, backend="exact", **c.best))
+    assert c.before == segmentation_scores(c.test_probs.argmax(1), data[1].test[1], 2)
+    assert seed_values(crf, "after", "miou") == [crf[0].after["miou"], crf[1].after["miou"]]
+    gains = crf_gains(crf)
+    assert gains["boundary_f1"][1] == crf[1].after["boundary_f1"] - crf[1].before["boundary_f1"]
+    rows = crf_test_rows(crf)
+    assert [r["test scenes"] for r in rows] == ["DeepLab v3+ OS8", "+ CRF (tuned)",
+                                                "+ CRF (pydensecrf README values)", "gain of the tuned CRF"]
+    from segbook.seeds import spread
+    assert rows[1]["mIoU"] == spread(seed_values(crf, "after", "miou")).format()
+    assert rows[3]["boundary F1"] == spread(gains["boundary_f1"]).format("+.3f")
+    with pytest.raises(KeyError, match="blur_after"):
+        seed_values(crf, "blur_after", "miou")
+
+
+def test_crf_blur_control_scores_the_blurred_scenes():
+    from segbook.experiments.deeplab_crf import (
+        crf_blur_control, crf_control_rows, score_crf, soften_edges, tune_crf_per_seed,
+    )
+    runs, data = _crf_study(seeds=(0,))
+    grid = {"bilateral_compat": [0.5, 5], "iterations": [2]}
+    crf = tune_crf_per_seed(runs, data, 2, grid, backend="exact")
+    score_crf(crf, data, 2, backend="exact")
+    seen = []
+    c = crf[0]
+    real_model = c.model
+    c.model = lambda x: (seen.append(x.clone()), torch.full((x.shape[0], 2, 12, 12), 0.0))[1]
+    crf_blur_control(crf, data, 2, grid, blur=1.0, backend="exact")
+    torch.testing.assert_close(seen[0], soften_edges(data[0].tune[0], 1.0, seed=0))
+    torch.testing.assert_close(seen[1], soften_edges(data[0].test[0], 1.0, seed=1000))
+    # uniform logits: every label is 0 before the CRF
+    assert c.blur_before == segmentation_scores(torch.zeros(2, 12, 12, dtype=torch.long), data[0].test[1], 2)
+    assert set(c.blur_best) <= {"bilateral_compat", "iterations"}
+    rows = crf_control_rows(crf, blur=1.0)
+    assert [r["scenes"] for r in rows] == ["salient (hard edges)", "blurred, sigma 1.0 px"]
+    assert rows[1]["no CRF: mIoU"] == f"{c.blur_before['miou']:.3f}"
+    assert rows[0]["CRF gain: mIoU"] == f"{c.after['miou'] - c.before['miou']:+.3f}"
+    c.model = real_model
+    with pytest.raises(ValueError, match="blur"):
+        crf_blur_control(crf, data, 2, grid, blur=0.0)
+
+
+def test_backend_agreement_and_cost_slopes():
+    from segbook.experiments.deeplab_crf import backend_agreement, cost_slopes, tune_crf_per_seed
+    runs, data = _crf_study(seeds=(0,))
+    crf = tune_crf_per_seed(runs, data, 2, {"bilateral_compat": [5], "iterations": [3]}, backend="exact")
+    agree = backend_agreement(crf, data, crop=8, n=2, backend="exact")
+    assert agree["backend"] == [1.0]                    # exact against itself
+    assert 0.9 <= agree["lattice"][0] <= 1.0
+    exact = crf_refine(data[0].test[0][:, :, :8, :8], crf[0].test_probs[:, :, :8, :8], backend="exact",
+                       **crf[0].best).argmax(1)
+    changed = (exact != crf[0].test_probs[:, :, :8, :8].argmax(1)).float().mean().item()
+    assert agree["changed"] == [changed]
+    cost = [{"backend": "a", "pixels": p, "seconds": p ** 2} for p in (4, 16, 64)] + \
+           [{"backend": "b", "pixels": p, "seconds": 3.0 * p} for p in (4, 16)]
+    slopes = cost_slopes(cost, ["a", "b"])
+    assert slopes == {"a": pytest.approx(2.0), "b": pytest.approx(1.0)}
+    with pytest.raises(ValueError, match="'c'"):
+        cost_slopes(cost, ["c"])

@@ -1,4 +1,12 @@
-"""Chapter 5 helpers: dense-CRF post-processing of a batch, scored and searched on held-out data.
+"""Chapter 5 helpers: the DeepLab comparison and dense-CRF post-processing, scored on held-out data.
+
+The comparison: every seed draws its own scenes (:func:`seed_scenes`: training, tuning and test
+scenes), the chapter's four models (:func:`deeplab_builders`) train on that seed's batches and are
+scored on its test scenes (:func:`train_and_score`). The CRF study then takes each seed's DeepLab
+v3+ at output stride 8, tunes the CRF on the seed's tuning scenes (:func:`tune_crf_per_seed`),
+scores it on the test scenes (:func:`score_crf`, :func:`crf_test_rows`), repeats both on blurred
+scenes (:func:`crf_blur_control`, :func:`crf_control_rows`) and compares the backends
+(:func:`backend_agreement`, :func:`crf_cost_scaling`, :func:`cost_slopes`).
 
 The CRF itself is :func:`segbook.crf.dense_crf` (one image at a time, ``(H, W, 3)`` uint8 and
 ``(C, H, W)`` probabilities). These helpers apply it to a batch of network outputs, score the
@@ -23,21 +31,30 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from typing import Mapping, Optional, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import positive_int
+from ..checks import positive_float, positive_int
 from ..constants import IGNORE_INDEX
 from ..crf import dense_crf, mean_field
+from ..data import chapter_datasets, make_loader, take
 from ..metrics import SegmentationMetrics
+from ..models.deeplab import deeplabv3, deeplabv3plus
+from ..models.fcn import fcn8s
+from ..seeds import SeededRun, fit_over_seeds, spread
+from ..train import evaluate
 
 __all__ = ["to_uint8_hwc", "crf_refine", "segmentation_scores", "crf_grid_search", "seconds_per_image",
            "head_features", "crf_finetune_head", "soften_edges", "readable_grid", "crf_cost_scaling", "loglog_slope",
-           "CRF_PARAM_NAMES"]
+           "CRF_PARAM_NAMES", "seed_scenes", "deeplab_builders", "ModelComparison", "train_and_score",
+           "tune_crf_per_seed", "score_crf", "seed_values", "crf_gains", "crf_test_rows", "crf_blur_control",
+           "crf_control_rows", "backend_agreement", "cost_slopes"]
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
@@ -288,3 +305,261 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     lx = lx - lx.mean()
     return float((lx * (ly - ly.mean())).sum() / (lx ** 2).sum())
+
+
+# ----------------------------------------------------------------------------------------------
+# The DeepLab comparison: scenes, models, training and test scores over seeds
+# ----------------------------------------------------------------------------------------------
+def seed_scenes(rt: Any, *, size: int, n_train: int, n_tune: int, n_test: int, seed: int) -> SimpleNamespace:
+    """One seed's scenes, drawn as a run with ``rt.seed = seed`` draws them.
+
+    Fresh training scenes, and held-out scenes split into tuning scenes (they choose the CRF
+    parameters) and test scenes, all ``size x size`` (:func:`segbook.data.chapter_datasets`,
+    segmentation).
+
+    Returns:
+        ``SimpleNamespace(train, info, tune, test)``: the training dataset, its
+        :class:`~segbook.data.DataInfo`, and ``tune``/``test`` as ``(images [n, 3, S, S] float32,
+        masks [n, S, S] int64)`` with ``n_tune`` and ``n_test`` scenes.
+    """
+    for value, name in ((size, "size"), (n_train, "n_train"), (n_tune, "n_tune"), (n_test, "n_test")):
+        positive_int(value, name)
+    train, held_out, info = chapter_datasets(rt, task="segmentation", size=size, n_train=n_train,
+                                             n_val=n_tune + n_test, seed=seed)
+    images, masks = take(held_out)
+    return SimpleNamespace(train=train, info=info, tune=(images[:n_tune], masks[:n_tune]),
+                           test=(images[n_tune:], masks[n_tune:]))
+
+
+def deeplab_builders(num_classes: int, *, width: int, base_rates: Sequence[int], aspp_channels: int,
+                     reduced_channels: int, depth: int = 10) -> dict[str, Callable[[], nn.Module]]:
+    """The chapter's four models, as ``{name: () -> nn.Module}`` in the results table's order.
+
+    ``"DeepLab v3+ OS8"`` and ``"DeepLab v3+ OS16"`` (decoder with ``reduced_channels`` low-level
+    channels), ``"DeepLab v3 OS16"`` (no decoder), all on a ResNet-``depth`` of first width
+    ``width`` with ASPP of ``aspp_channels`` channels at ``base_rates`` (rates at output stride 16)
+    and no dropout; and ``"FCN-8s"`` at the same width. Each returns logits ``[N, num_classes, H, W]``
+    at the input size. Builders, not models: each call draws fresh weights from the global RNG.
+    """
+    positive_int(num_classes, "num_classes", minimum=2)
+    for value, name in ((width, "width"), (aspp_channels, "aspp_channels"),
+                        (reduced_channels, "reduced_channels"), (depth, "depth")):
+        positive_int(value, name)
+    common = dict(num_classes=num_classes, depth=depth, width=width, base_rates=tuple(base_rates),
+                  aspp_channels=aspp_channels, dropout=0.0)
+    return {
+        "DeepLab v3+ OS8": lambda: deeplabv3plus(output_stride=8, reduced_channels=reduced_channels, **common),
+        "DeepLab v3+ OS16": lambda: deeplabv3plus(output_stride=16, reduced_channels=reduced_channels, **common),
+        "DeepLab v3 OS16": lambda: deeplabv3(output_stride=16, **common),
+        "FCN-8s": lambda: fcn8s(num_classes=num_classes, width=width),
+    }
+
+
+@dataclass
+class ModelComparison:
+    """What :func:`train_and_score` returns; every dict is keyed by model name in the builders' order.
+
+    Attributes:
+        runs: ``{name: [SeededRun per seed]}``: the trained models and their histories.
+        scores: ``{name: [evaluate() dict per seed]}`` on that seed's test scenes ("miou",
+            "boundary_f1", "iou_per_class", ...).
+        eval_seconds: ``{name: [seconds per seed]}``: the wall time of each test evaluation.
+    """
+
+    runs: dict[str, list[SeededRun]]
+    scores: dict[str, list[dict]]
+    eval_seconds: dict[str, list[float]]
+
+
+def train_and_score(builders: Mapping[str, Callable[[], nn.Module]], data: Mapping[int, SimpleNamespace],
+                    seeds: Sequence[int], *, num_classes: int, batch_size: int, lr: float, warmup_steps: int,
+                    device: Any = "cpu", order: Optional[Sequence[str]] = None) -> ModelComparison:
+    """Train every model once per seed for one pass over that seed's scenes, then score it on its test scenes.
+
+    For each seed every model starts from weights drawn with that seed and sees that seed's batches
+    (``data[seed].train``, ``batch_size``, shuffled with the seed, last partial batch dropped) in the
+    same order (:func:`segbook.seeds.fit_over_seeds`: AdamW with ``warmup_steps`` of linear warm-up,
+    then cosine decay; NHWC). On a multi-core CPU the models train in separate one-thread processes,
+    two at a time, in ``order`` (costliest first, so that both finish at about the same time); on a
+    GPU one after another. Each trained model is then evaluated on ``data[seed].test`` (batches of 64).
+
+    Args:
+        builders: ``{name: () -> nn.Module}`` (:func:`deeplab_builders`); the results keep its order.
+        data: ``{seed: seed_scenes(...)}`` for every seed.
+        order: the training order (default: the builders' order); the numbers do not depend on it.
+    """
+    order = list(builders) if order is None else list(order)
+    if sorted(order) != sorted(builders):
+        raise ValueError(f"order {order} must name each of the builders {list(builders)} once")
+    missing = [s for s in seeds if s not in data]
+    if missing:
+        raise ValueError(f"data has no scenes for seed(s) {missing}")
+    positive_int(batch_size, "batch_size")
+    positive_int(warmup_steps, "warmup_steps", minimum=0)
+    trained = fit_over_seeds({name: builders[name] for name in order},
+                             lambda s: make_loader(data[s].train, batch_size, shuffle=True, seed=s, drop_last=True),
+                             seeds, task="segmentation", num_classes=num_classes, epochs=1, lr=lr,
+                             warmup_steps=warmup_steps, device=device, channels_last=True, progress=False)
+    runs = {name: trained[name] for name in builders}
+    scores: dict[str, list[dict]] = {name: [] for name in runs}
+    eval_s: dict[str, list[float]] = {name: [] for name in runs}
+    for name, seed_runs in runs.items():
+        for r in seed_runs:
+            start = time.perf_counter()
+            scores[name].append(evaluate(r.model, make_loader(torch.utils.data.TensorDataset(*data[r.seed].test), 64),
+                                         task="segmentation", num_classes=num_classes, device=device,
+                                         channels_last=True))
+            eval_s[name].append(time.perf_counter() - start)
+    return ModelComparison(runs=runs, scores=scores, eval_seconds=eval_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# The CRF study over seeds: each seed's model, tuned on its tuning scenes, scored on its test scenes
+# ----------------------------------------------------------------------------------------------
+def tune_crf_per_seed(runs: Sequence[SeededRun], data: Mapping[int, SimpleNamespace], num_classes: int,
+                      grid: Mapping[str, Sequence], *, backend: str = "auto") -> dict[int, SimpleNamespace]:
+    """Per seed: the model (moved to the CPU), its test probabilities and the CRF setting chosen on the tuning scenes.
+
+    For each run of ``runs`` (one model per seed) the softmax of the model on ``data[seed].tune`` and
+    ``data[seed].test`` images (``[n, K, H, W]``), then :func:`crf_grid_search` over ``grid`` on the
+    tuning scenes.
+
+    Returns:
+        ``{seed: SimpleNamespace(model, test_probs, best, grid)}``: ``best`` the chosen CRF
+        parameters, ``grid`` the search's rows. Later steps (:func:`score_crf`,
+        :func:`crf_blur_control`) add their results to these namespaces.
+    """
+    crf = {}
+    for r in runs:
+        if r.seed not in data:
+            raise ValueError(f"data has no scenes for seed {r.seed}")
+        (tune_x, tune_y), (test_x, _) = data[r.seed].tune, data[r.seed].test
+        model = r.model.cpu()
+        with torch.inference_mode():
+            tune_p, test_p = model(tune_x).softmax(1), model(test_x).softmax(1)
+        best, rows = crf_grid_search(tune_x, tune_p, tune_y, num_classes, grid, backend=backend)
+        crf[r.seed] = SimpleNamespace(model=model, test_probs=test_p, best=best, grid=rows)
+    return crf
+
+
+def score_crf(crf: Mapping[int, SimpleNamespace], data: Mapping[int, SimpleNamespace], num_classes: int, *,
+              backend: str = "auto") -> None:
+    """Score each seed's tuned CRF on that seed's test scenes, in place.
+
+    Adds to every ``crf[seed]`` (from :func:`tune_crf_per_seed`): ``refined`` (the CRF's
+    probabilities ``[n, K, H, W]`` with the chosen setting), and the :func:`segmentation_scores`
+    ``before`` (the network alone), ``after`` (tuned CRF) and ``readme`` (the CRF with
+    :func:`segbook.crf.dense_crf`'s defaults, pydensecrf's README values).
+    """
+    for s, c in crf.items():
+        images, masks = data[s].test
+        c.refined = crf_refine(images, c.test_probs, backend=backend, **c.best)
+        c.before = segmentation_scores(c.test_probs.argmax(1), masks, num_classes)
+        c.after = segmentation_scores(c.refined.argmax(1), masks, num_classes)
+        c.readme = segmentation_scores(crf_refine(images, c.test_probs, backend=backend).argmax(1), masks,
+                                       num_classes)
+
+
+def seed_values(crf: Mapping[int, SimpleNamespace], key: str, metric: str) -> list[float]:
+    """One value per seed: ``crf[seed].<key>[metric]``, e.g. ``seed_values(crf, "after", "miou")``."""
+    try:
+        return [getattr(c, key)[metric] for c in crf.values()]
+    except AttributeError as err:
+        raise KeyError(f"no scores {key!r} in the CRF results (run score_crf / crf_blur_control first)") from err
+
+
+def crf_gains(crf: Mapping[int, SimpleNamespace], after: str = "after", before: str = "before") -> dict:
+    """Per seed, ``after - before`` of mIoU and boundary F1: ``{"miou": [...], "boundary_f1": [...]}``."""
+    return {mt: [a - b for a, b in zip(seed_values(crf, after, mt), seed_values(crf, before, mt))]
+            for mt in ("miou", "boundary_f1")}
+
+
+def crf_test_rows(crf: Mapping[int, SimpleNamespace]) -> list[dict]:
+    """The CRF's test table: the network alone, tuned CRF, README CRF and the tuned gain.
+
+    Each cell is ``mean [min, max]`` over the seeds (:func:`segbook.seeds.spread`) of mIoU and
+    boundary F1, from the scores :func:`score_crf` added.
+    """
+    cell = lambda key, metric: spread(seed_values(crf, key, metric)).format()  # noqa: E731
+    rows = [{"test scenes": label, "mIoU": cell(key, "miou"), "boundary F1": cell(key, "boundary_f1")}
+            for label, key in (("DeepLab v3+ OS8", "before"), ("+ CRF (tuned)", "after"),
+                               ("+ CRF (pydensecrf README values)", "readme"))]
+    gain = crf_gains(crf)
+    rows.append({"test scenes": "gain of the tuned CRF", "mIoU": spread(gain["miou"]).format("+.3f"),
+                 "boundary F1": spread(gain["boundary_f1"]).format("+.3f")})
+    return rows
+
+
+def crf_blur_control(crf: Mapping[int, SimpleNamespace], data: Mapping[int, SimpleNamespace], num_classes: int,
+                     grid: Mapping[str, Sequence], *, blur: float, backend: str = "auto") -> None:
+    """The control: each seed's model and CRF on its scenes blurred by :func:`soften_edges`, in place.
+
+    The tuning and test scenes are blurred (``sigma = blur`` pixels; noise drawn with ``seed`` and
+    ``seed + 1000``), the network runs on them, the CRF is searched again over ``grid`` on the
+    blurred tuning scenes and applied to the blurred test scenes. Adds ``blur_best``,
+    ``blur_before`` and ``blur_after`` (:func:`segmentation_scores`) to every ``crf[seed]``.
+    """
+    positive_float(blur, "blur")
+    for s, c in crf.items():
+        (tune_x, tune_y), (test_x, test_y) = data[s].tune, data[s].test
+        tune_b, test_b = soften_edges(tune_x, blur, seed=s), soften_edges(test_x, blur, seed=s + 1000)
+        with torch.inference_mode():
+            tune_p, test_p = c.model(tune_b).softmax(1), c.model(test_b).softmax(1)
+        c.blur_best, _ = crf_grid_search(tune_b, tune_p, tune_y, num_classes, grid, backend=backend)
+        c.blur_before = segmentation_scores(test_p.argmax(1), test_y, num_classes)
+        c.blur_after = segmentation_scores(
+            crf_refine(test_b, test_p, backend=backend, **c.blur_best).argmax(1), test_y, num_classes)
+
+
+def crf_control_rows(crf: Mapping[int, SimpleNamespace], *, blur: float) -> list[dict]:
+    """The control's table: no-CRF scores and the tuned CRF's gains, on hard edges and blurred.
+
+    Two rows (``"salient (hard edges)"``, ``"blurred, sigma <blur> px"``), each cell
+    ``mean [min, max]`` over the seeds; needs :func:`score_crf` and :func:`crf_blur_control` first.
+    """
+    rows = []
+    for label, before, after in (("salient (hard edges)", "before", "after"),
+                                 (f"blurred, sigma {blur} px", "blur_before", "blur_after")):
+        g = crf_gains(crf, after, before)
+        rows.append({"scenes": label,
+                     "no CRF: mIoU": spread(seed_values(crf, before, "miou")).format(),
+                     "CRF gain: mIoU": spread(g["miou"]).format("+.3f"),
+                     "no CRF: boundary F1": spread(seed_values(crf, before, "boundary_f1")).format(),
+                     "CRF gain: boundary F1": spread(g["boundary_f1"]).format("+.3f")})
+    return rows
+
+
+def backend_agreement(crf: Mapping[int, SimpleNamespace], data: Mapping[int, SimpleNamespace], *, crop: int,
+                      n: int, backend: str) -> dict[str, list[float]]:
+    """How often ``backend``, the torch lattice and the exact mean field give the same label.
+
+    Per seed, the first ``n`` test scenes and probabilities cropped to their top-left
+    ``crop x crop`` pixels are refined by each backend with that seed's chosen setting.
+
+    Returns:
+        ``{"backend": [...], "lattice": [...], "changed": [...]}``, one fraction of pixels per seed:
+        ``backend``'s labels equal to the exact ones, the lattice's equal to the exact ones, and the
+        exact CRF's labels that differ from the network's arg-max.
+    """
+    positive_int(crop, "crop")
+    positive_int(n, "n")
+    agree: dict[str, list[float]] = {"backend": [], "lattice": [], "changed": []}
+    for s, c in crf.items():
+        crop_images, crop_probs = data[s].test[0][:n, :, :crop, :crop], c.test_probs[:n, :, :crop, :crop]
+        labels = {b: crf_refine(crop_images, crop_probs, backend=b, **c.best).argmax(1)
+                  for b in dict.fromkeys((backend, "lattice", "exact"))}
+        agree["backend"].append((labels[backend] == labels["exact"]).float().mean().item())
+        agree["lattice"].append((labels["lattice"] == labels["exact"]).float().mean().item())
+        agree["changed"].append((labels["exact"] != crop_probs.argmax(1)).float().mean().item())
+    return agree
+
+
+def cost_slopes(cost: Sequence[Mapping], backends: Sequence[str]) -> dict[str, float]:
+    """``{backend: log-log slope of seconds against pixels}`` from :func:`crf_cost_scaling`'s rows."""
+    out = {}
+    for b in backends:
+        rows = [r for r in cost if r["backend"] == b]
+        if len(rows) < 2:
+            raise ValueError(f"backend {b!r} has {len(rows)} timed sizes in cost; a slope needs two or more")
+        out[b] = loglog_slope([r["pixels"] for r in rows], [r["seconds"] for r in rows])
+    return out
