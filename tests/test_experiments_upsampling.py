@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from segbook.checkerboard import checkerboard_score
 from segbook.experiments.upsampling import (
     DOWNSAMPLERS, Autoencoder, DownsamplingEncoder, PermutationBatches, SuperResolutionNet, UpsamplingDecoder,
-    downsample_pairs, draw_scatter_1d, evaluate_regression, flat_images, input_gradient, interior, mse_loss,
-    scene_images, show_images, train_regression,
+    downsample_pairs, evaluate_regression, flat_images, input_gradient, interior, mse_loss,
+    scene_images, train_regression,
 )
 from segbook.nn.upsample import UPSAMPLERS
 
@@ -178,22 +178,6 @@ def test_input_errors():
         UpsamplingDecoder("nearest", num_upsamples=0)
 
 
-def test_drawings_return_artists():
-    ax = draw_scatter_1d([1, 2, 3], [1, 2, 3], stride=2, padding=1)
-    assert len(ax.patches) == 3 * 3 + 7
-    fig = show_images({"rgb": torch.rand(3, 4, 4), "map": torch.randn(4, 4)}, symmetric=True)
-    assert len(fig.axes) == 3   # two panels and one colour bar
-    fig = show_images({"a": torch.randn(4, 4), "b": 1e-6 * torch.randn(4, 4)}, vrange=(-2.0, 2.0),
-                      colorbar_label="grey levels")
-    bars = [ax for ax in fig.axes if ax.get_ylabel() == "grey levels"]
-    assert len(bars) == 2
-    assert all(im.get_clim() == (-2.0, 2.0) for ax in fig.axes for im in ax.get_images())
-    with pytest.raises(ValueError, match="vrange"):
-        show_images({"a": torch.randn(4, 4)}, vrange=(1.0, 1.0))
-    import matplotlib.pyplot as plt
-    plt.close("all")
-
-
 @pytest.mark.parametrize("kind,init", [("transposed3", None), ("transposed4", "bilinear"), ("nearest", None),
                                        ("pixelshuffle", "icnr")])
 def test_segmentation_decoder_net_shapes_and_flat_start(kind, init):
@@ -241,3 +225,152 @@ def test_foreground_labels_merges_object_classes():
     img, mask = torch.rand(3, 4, 4), torch.tensor([[0, 1, 2, 5]] * 4)
     out_img, out_mask = foreground_labels(img, mask)
     assert out_img is img and out_mask.tolist() == [[0, 1, 1, 1]] * 4 and out_mask.dtype == torch.long
+
+
+# ----------------------------------------------------------------------------------------------
+# The chapter's studies (one call each)
+# ----------------------------------------------------------------------------------------------
+def test_scatter_agreement_matches_torch_on_every_setting():
+    from segbook.experiments.upsampling import scatter_agreement
+
+    check = scatter_agreement(seed=0)
+    assert len(check.settings) == 163       # the chapter's grid: the settings torch accepts
+    assert all(op < max(s, d) for _, s, _, op, d in check.settings)
+    assert check.sizes_ok and check.max_error < 1e-10
+    small = scatter_agreement(seed=1, kernel_sizes=(3,), strides=(2,), paddings=(1,), output_paddings=(0, 1),
+                              dilations=(1,))
+    assert small.settings == [(3, 2, 1, 0, 1), (3, 2, 1, 1, 1)] and small.max_error < 1e-10
+    assert scatter_agreement(seed=2).settings == check.settings   # the grid does not depend on the seed
+    with pytest.raises(ValueError, match="no valid"):
+        scatter_agreement(seed=0, strides=(1,), output_paddings=(1,), dilations=(1,))
+
+
+def test_init_checkerboards_flat_for_resize_conv_grid_for_transposed():
+    from segbook.experiments.upsampling import init_checkerboards
+
+    variants = {"transposed3": ("transposed3", None), "nearest": ("nearest", None),
+                "bilinear_t4": ("transposed4", "bilinear")}
+    study = init_checkerboards(variants, seed=1, in_channels=4, width=8)
+    assert set(study.outputs) == set(variants) and study.outputs["nearest"].shape == (64, 64)
+    assert study.score["transposed3"] > 0.5 and study.relative["transposed3"] > 0.05
+    assert study.score["nearest"] < 0.01 and study.score["bilinear_t4"] < 0.01
+    again = init_checkerboards({"transposed3": ("transposed3", None)}, seed=1, in_channels=4, width=8)
+    assert torch.equal(again.outputs["transposed3"], study.outputs["transposed3"])   # the seed, per variant
+    with pytest.raises(ValueError, match="at least one"):
+        init_checkerboards({}, seed=0)
+
+
+def test_gradient_checkerboards_strided_vs_avgpool():
+    from segbook.experiments.upsampling import gradient_checkerboards
+
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 64, 64)
+    study = gradient_checkerboards(images, seed=1, width=8)
+    assert set(study.maps) == set(DOWNSAMPLERS) and study.maps["strided3"].shape == (64, 64)
+    assert study.score["strided3"] > 5 * study.score["conv+avgpool"]
+    # the same as building the encoder after manual_seed(seed) by hand
+    torch.manual_seed(1)
+    g = input_gradient(DownsamplingEncoder("strided4", width=8), images)
+    torch.testing.assert_close(study.maps["strided4"], g[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        gradient_checkerboards(images[0], seed=0)
+
+
+def test_flat_amplitude_in_grey_levels():
+    from segbook.experiments.upsampling import flat_amplitude
+
+    flat = torch.full((2, 3, 24, 24), 0.5)
+    assert flat_amplitude(flat) == 0.0
+    sign = (-1.0) ** (torch.arange(24).view(-1, 1) + torch.arange(24).view(1, -1))
+    checker = flat + 0.01 * sign
+    assert flat_amplitude(checker) == pytest.approx(0.01 * 255, rel=1e-4)
+    assert flat_amplitude(checker, grey=1.0, margin=2) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_sr_pairs_shapes_and_seeds():
+    from segbook.data import ShapesSegmentation
+    from segbook.experiments.upsampling import sr_pairs
+
+    (low, high), (v_low, v_high) = sr_pairs(3, n_train=4, n_val=2, size=32)
+    assert low.shape == (4, 3, 16, 16) and high.shape == (4, 3, 32, 32) and v_low.shape == (2, 3, 16, 16)
+    assert torch.equal(v_high, scene_images(ShapesSegmentation(2, size=32, seed=4)))   # validation: seed + 1
+    with pytest.raises(ValueError, match="n_val"):
+        sr_pairs(0, n_train=4, n_val=0, size=32)
+
+
+def _tiny_sr_study(seeds=(0, 1)):
+    from segbook.experiments.upsampling import sr_pairs, train_super_resolution
+
+    pairs = {s: sr_pairs(s, n_train=16, n_val=4, size=32) for s in seeds}
+    flats = {s: flat_images(4, 16, seed=s + 5) for s in seeds}
+    runs = train_super_resolution(pairs, flats, kinds=("transposed3", "nearest"), width=4, steps=3, batch_size=4)
+    return pairs, flats, runs
+
+
+def test_train_super_resolution_matches_the_loop_it_replaces():
+    from segbook.experiments.upsampling import flat_amplitude
+
+    pairs, flats, runs = _tiny_sr_study()
+    assert list(runs) == ["transposed3", "nearest"] and [r["seed"] for r in runs["nearest"]] == [0, 1]
+    run = runs["transposed3"][1]
+    assert set(run) == {"seed", "model", "hist", "flat_amp_init", "val"} and len(run["hist"].step_loss) == 3
+    # by hand: manual_seed(s + 2), the init amplitude, train_regression(seed=s + 2), evaluate_regression
+    (low, high), (v_low, v_high) = pairs[1]
+    torch.manual_seed(3)
+    model = SuperResolutionNet("transposed3", width=4, final_conv=False, residual=True)
+    with torch.no_grad():
+        assert flat_amplitude(model(flats[1])) == run["flat_amp_init"] > 0
+    hist = train_regression(model, low, high, steps=3, batch_size=4, lr=4e-3, seed=3)
+    assert hist.step_loss == run["hist"].step_loss
+    assert evaluate_regression(model, v_low, v_high)["mse"] == run["val"]["mse"]
+    with pytest.raises(ValueError, match="flats has no images"):
+        from segbook.experiments.upsampling import train_super_resolution
+        train_super_resolution(pairs, {0: flats[0]}, steps=1)
+
+
+def test_interpolation_baseline_flat_responses_and_table():
+    from segbook.experiments.upsampling import flat_responses_, interpolation_baseline, super_resolution_table
+
+    pairs, flats, runs = _tiny_sr_study()
+    with pytest.raises(ValueError, match="flat_responses_"):
+        super_resolution_table(runs, [])
+    base = interpolation_baseline(pairs, flats)
+    assert len(base) == 2 and set(base[0]) == {"mse", "checkerboard", "flat_amp", "target"}
+    assert base[0]["flat_amp"] < 1e-3 and base[0]["mse"] > 0        # interpolating a constant gives it back
+    _, (v_low, v_high) = pairs[1]
+    up = F.interpolate(v_low, size=v_high.shape[-2:], mode="bilinear", align_corners=False)
+    assert base[1]["mse"] == F.mse_loss(up, v_high).item()
+    assert flat_responses_(runs, flats) is runs
+    assert runs["nearest"][0]["flat"].shape == (4, 3, 32, 32)
+    assert runs["nearest"][0]["flat_amp"] < 1e-3                     # resize-conv: flat by construction
+    from segbook.experiments.upsampling import flat_amplitude
+    with torch.inference_mode():
+        by_hand = flat_amplitude(runs["transposed3"][1]["model"](flats[1]))   # each run on its own seed's flats
+    assert runs["transposed3"][1]["flat_amp"] == by_hand
+    table = super_resolution_table(runs, base)
+    assert [r["upsampler"] for r in table] == ["bilinear interpolation (no net)", "transposed k3 s2",
+                                               "nearest + conv"]
+    assert table[0]["params"] == 0 and table[0]["flat amplitude at init"] == "—"
+    from segbook.analysis import count_params
+    from segbook.seeds import spread
+    assert table[1]["params"] == count_params(runs["transposed3"][0]["model"])
+    assert table[2]["val MSE"] == spread(r["val"]["mse"] for r in runs["nearest"]).format(".3g")
+
+
+def test_train_segmentation_decoders_runs_and_seeds():
+    from segbook.data import ShapesSegmentation
+    from segbook.experiments.upsampling import foreground_labels, train_segmentation_decoders
+
+    data = {s: (ShapesSegmentation(32, size=32, seed=s, transform=foreground_labels),
+                ShapesSegmentation(8, size=32, seed=s + 1, transform=foreground_labels)) for s in (0,)}
+    variants = {"transposed3": ("transposed3", None), "bilinear_t4": ("transposed4", "bilinear")}
+    runs = train_segmentation_decoders(data, variants, width=4, epochs=1, lr=1e-2)
+    assert list(runs) == list(variants) and len(runs["transposed3"]) == 1
+    run = runs["bilinear_t4"][0]
+    assert {"seed", "model", "params", "grid_init", "logit_grid", "margin", "miou", "boundary_f1"} <= set(run)
+    assert run["grid_init"] < 0.01 * runs["transposed3"][0]["grid_init"]   # bilinear init starts without a grid
+    assert 0 <= run["miou"] <= 1 and not run["model"].training
+    again = train_segmentation_decoders(data, {"transposed3": variants["transposed3"]}, width=4, epochs=1, lr=1e-2)
+    assert again["transposed3"][0]["miou"] == runs["transposed3"][0]["miou"]   # manual_seed(s + 6) per decoder
+    with pytest.raises(ValueError, match="epochs"):
+        train_segmentation_decoders(data, variants, epochs=0)

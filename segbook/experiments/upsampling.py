@@ -10,23 +10,31 @@ the resolution, so its artifacts cannot be avoided by the network routing around
 The regression trains with :func:`segbook.train.fit` and a loss of its own (:func:`train_regression`:
 Adam, MSE, a fresh batch order per seed from :class:`PermutationBatches`, cosine learning-rate decay).
 
-The drawing of a transposed convolution as a scatter (:func:`draw_scatter_1d`) is computed
-from :func:`segbook.nn.upsample.conv_transpose2d_scatter`'s placement rule, so the picture and
-the code cannot disagree.
+The chapter's studies run in one call each: :func:`scatter_agreement` (the scatter-add against
+``F.conv_transpose2d``), :func:`init_checkerboards` (random decoders on a constant input),
+:func:`gradient_checkerboards` (input gradients of strided encoders), :func:`train_super_resolution`
+with :func:`interpolation_baseline` and :func:`super_resolution_table`, and
+:func:`train_segmentation_decoders`. Their figures live in :mod:`segbook.viz.upsampling`.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkerboard import checkerboard_score, masked_periodic_amplitude, nyquist_residual
-from ..checks import positive_int
-from ..nn.upsample import SubPixelConv2d, bilinear_init_, icnr_, make_upsampler
-from ..train import History, fit
+from ..analysis import count_params
+from ..checkerboard import checkerboard_score, masked_periodic_amplitude, nyquist_residual, periodic_amplitude
+from ..checks import positive_float, positive_int
+from ..data import ShapesSegmentation, make_loader
+from ..nn.upsample import UPSAMPLERS, SubPixelConv2d, bilinear_init_, conv_transpose2d_scatter, icnr_, make_upsampler
+from ..seeds import spread
+from ..sizes import conv_transpose_output_size
+from ..train import History, evaluate, fit
 
 __all__ = [
     "UPSAMPLER_LABELS",
@@ -44,14 +52,27 @@ __all__ = [
     "DownsamplingEncoder",
     "DOWNSAMPLERS",
     "input_gradient",
-    "draw_scatter_1d",
-    "show_images",
     "init_upsamplers_",
     "SegmentationDecoderNet",
     "interior_mask",
     "foreground_labels",
     "segmentation_grid",
     "output_padding_table",
+    "ScatterCheck",
+    "scatter_agreement",
+    "InitStudy",
+    "init_checkerboards",
+    "GradientStudy",
+    "gradient_checkerboards",
+    "FLAT_MARGIN",
+    "GREY",
+    "flat_amplitude",
+    "sr_pairs",
+    "train_super_resolution",
+    "interpolation_baseline",
+    "flat_responses_",
+    "super_resolution_table",
+    "train_segmentation_decoders",
 ]
 
 UPSAMPLER_LABELS = {
@@ -326,92 +347,6 @@ def input_gradient(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.grad.sum(1)
 
 
-def draw_scatter_1d(x: Sequence[float], kernel: Sequence[float], *, stride: int = 2, padding: int = 0, ax=None):
-    """Draw a 1-D transposed convolution as a scatter: one row per input value, its scaled kernel copy, and the sum.
-
-    Row ``i`` shows ``x[i] * kernel`` at output positions ``i * stride - padding + a`` (the rule of
-    :func:`segbook.nn.upsample.conv_transpose2d_scatter`); the bottom row is the output, whose
-    values are checked against ``F.conv_transpose1d`` before drawing. Returns the axes.
-    """
-    import matplotlib.pyplot as plt
-
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    kt = torch.as_tensor(kernel, dtype=torch.float64)
-    full = F.conv_transpose1d(xt.view(1, 1, -1), kt.view(1, 1, -1), stride=stride)[0, 0]
-    n_out = full.numel()
-    rows = torch.zeros(len(xt), n_out, dtype=torch.float64)
-    for i, v in enumerate(xt):     # one row per *input* value (a handful), for the drawing only
-        rows[i, i * stride: i * stride + len(kt)] = v * kt
-    if not torch.allclose(rows.sum(0), full):
-        raise RuntimeError("internal: the drawn scatter does not sum to conv_transpose1d")  # pragma: no cover
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.55 * n_out + 1.5, 0.45 * (len(xt) + 2) + 0.4), dpi=100)
-    cmap = plt.get_cmap("tab10")
-    for i in range(len(xt)):
-        for j in range(i * stride, i * stride + len(kt)):
-            ax.add_patch(plt.Rectangle((j, i), 1, 1, color=cmap(i % 10), alpha=0.35))
-            ax.text(j + 0.5, i + 0.5, f"{rows[i, j].item():g}", ha="center", va="center", fontsize=8)
-        ax.text(-0.3, i + 0.5, f"x[{i}]={xt[i].item():g}", ha="right", va="center", fontsize=8)
-    y0 = len(xt) + 0.3
-    for j in range(n_out):
-        kept = padding <= j < n_out - padding
-        ax.add_patch(plt.Rectangle((j, y0), 1, 1, fill=False, lw=1, ls="-" if kept else ":"))
-        ax.text(j + 0.5, y0 + 0.5, f"{full[j].item():g}", ha="center", va="center", fontsize=8,
-                color="black" if kept else "grey")
-    ax.text(-0.3, y0 + 0.5, "sum", ha="right", va="center", fontsize=8)
-    ax.set_xlim(-2.2, n_out + 0.2)
-    ax.set_ylim(y0 + 1.2, -0.2)
-    ax.set_xticks([j + 0.5 for j in range(n_out)], [str(j - padding) for j in range(n_out)], fontsize=7)
-    ax.set_yticks([])
-    ax.set_xlabel("output position" + (" (dotted: cropped by the padding)" if padding else ""), fontsize=8)
-    for side in ("top", "right", "left"):
-        ax.spines[side].set_visible(False)
-    return ax
-
-
-def show_images(panels: dict, *, ncols: Optional[int] = None, panel_size: float = 1.6, cmap: str = "gray",
-                suptitle: Optional[str] = None, symmetric: bool = False,
-                vrange: Optional[tuple[float, float]] = None, colorbar_label: Optional[str] = None):
-    """Show a dict ``title -> image`` (``[3, H, W]`` RGB in [0, 1], or ``[H, W]`` with its own colour scale).
-
-    2-D maps get a colour bar (labelled ``colorbar_label``, e.g. the unit); ``symmetric`` centres
-    each map's scale on 0 (for gradients); ``vrange=(lo, hi)`` gives all maps the same scale
-    instead (to compare their strength). Returns the figure.
-    """
-    if vrange is not None and not (len(vrange) == 2 and vrange[0] < vrange[1]):
-        raise ValueError(f"vrange must be (lo, hi) with lo < hi, got {vrange!r}")
-    import matplotlib.pyplot as plt
-
-    n = len(panels)
-    ncols = ncols or n
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols + 0.4 * ncols, panel_size * nrows + 0.3),
-                             dpi=100, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, img) in zip(axes.flat, panels.items()):
-        t = torch.as_tensor(img).detach().cpu().float()
-        if t.dim() == 3:
-            ax.imshow(t.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
-        else:
-            kw = {}
-            if vrange is not None:
-                kw = {"vmin": vrange[0], "vmax": vrange[1]}
-            elif symmetric:
-                m = t.abs().max().item() or 1.0
-                kw = {"vmin": -m, "vmax": m}
-            im = ax.imshow(t.numpy(), cmap=cmap, interpolation="nearest", **kw)
-            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-            bar.ax.tick_params(labelsize=6)
-            if colorbar_label:
-                bar.set_label(colorbar_label, fontsize=7)
-        ax.set_title(title, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 def init_upsamplers_(model: nn.Module, scheme: Optional[str]) -> nn.Module:
     """Re-initialise the upsamplers of ``model`` in place; returns ``model``.
 
@@ -558,3 +493,272 @@ def output_padding_table(sizes: Sequence[int], *, kernel_size: int = 3, stride: 
         row["output_padding for H"] = need[0] if need else None
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# The chapter's studies, one call each
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScatterCheck:
+    """:func:`scatter_agreement`'s result: the settings tried, the largest difference, the size check."""
+
+    settings: list[tuple[int, int, int, int, int]]   # (kernel, stride, padding, output_padding, dilation)
+    max_error: float                                # max |scatter - F.conv_transpose2d| over all settings
+    sizes_ok: bool                                  # output sizes = the formula = torch's, for every setting
+
+
+def scatter_agreement(*, seed: int, kernel_sizes: Sequence[int] = range(1, 6), strides: Sequence[int] = (1, 2, 3),
+                      paddings: Sequence[int] = (0, 1, 2), output_paddings: Sequence[int] = (0, 1),
+                      dilations: Sequence[int] = (1, 2)) -> ScatterCheck:
+    """Compare :func:`segbook.nn.upsample.conv_transpose2d_scatter` with ``F.conv_transpose2d`` on a grid of settings.
+
+    For every ``(kernel, stride, padding, output_padding, dilation)`` in the product of the given
+    values that PyTorch accepts (``output_padding < max(stride, dilation)``, a non-empty output
+    for a 4-pixel input), both functions transpose-convolve one random float64 input
+    ``[2, 4, 4, 5]`` with random weights ``[4, 3, k, k]`` and a bias ``[6]`` in ``groups=2``
+    (drawn in that order from one generator seeded with ``seed``). The output sizes must also equal
+    :func:`segbook.sizes.conv_transpose_output_size`.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    settings = [(k, s, p, op, d)
+                for k, s, p, op, d in itertools.product(kernel_sizes, strides, paddings, output_paddings, dilations)
+                if op < max(s, d) and (4 - 1) * s - 2 * p + d * (k - 1) + op + 1 >= 1]
+    if not settings:
+        raise ValueError("no valid (kernel, stride, padding, output_padding, dilation) setting in the grid")
+    worst, sizes_ok = 0.0, True
+    for k, s, p, op, d in settings:
+        x = torch.randn(2, 4, 4, 5, generator=gen, dtype=torch.float64)
+        w = torch.randn(4, 3, k, k, generator=gen, dtype=torch.float64)
+        b = torch.randn(6, generator=gen, dtype=torch.float64)
+        ref = F.conv_transpose2d(x, w, b, stride=s, padding=p, output_padding=op, dilation=d, groups=2)
+        got = conv_transpose2d_scatter(x, w, b, stride=s, padding=p, output_padding=op, dilation=d, groups=2)
+        worst = max(worst, (got - ref).abs().max().item())
+        sizes_ok &= (tuple(got.shape[-2:]) == tuple(ref.shape[-2:])
+                     == (conv_transpose_output_size(4, k, s, p, op, d), conv_transpose_output_size(5, k, s, p, op, d)))
+    return ScatterCheck(settings=settings, max_error=worst, sizes_ok=bool(sizes_ok))
+
+
+@dataclass(frozen=True)
+class InitStudy:
+    """:func:`init_checkerboards`'s result, one entry per variant name."""
+
+    outputs: dict[str, torch.Tensor]   # the decoder's output for a constant input, [H, W]
+    score: dict[str, float]            # checkerboard score of the interior (0 flat, 1 purely periodic)
+    relative: dict[str, float]         # the interior's periodic amplitude / its mean |value| (grid strength)
+
+
+def init_checkerboards(variants: Mapping[str, tuple[str, Optional[str]]], *, seed: int, in_channels: int = 16,
+                       width: int = 16, num_upsamples: int = 3, size: int = 8, period: int = 8,
+                       margin: int = 16) -> InitStudy:
+    """Random :class:`UpsamplingDecoder` s on a constant input: does the upsampler print a grid before training?
+
+    ``variants`` maps a name to ``(kind, scheme)``: a :func:`segbook.nn.upsample.make_upsampler`
+    kind and an :func:`init_upsamplers_` scheme (``None``, ``"bilinear"``, ``"icnr"``). Each
+    decoder (``in_channels -> width -> ... -> 1`` channel, ``num_upsamples`` 2x layers) is built
+    right after ``torch.manual_seed(seed)``, so all start from the same random stream, and maps
+    ``torch.ones(1, in_channels, size, size)`` to ``[size 2^n, size 2^n]``. The interior
+    (``margin`` pixels from the border, where zero padding does not reach) is scored with
+    :func:`segbook.checkerboard.checkerboard_score` and ``periodic_amplitude / mean |output|`` at ``period``.
+    """
+    if not variants:
+        raise ValueError("init_checkerboards needs at least one variant")
+    outputs, score, relative = {}, {}, {}
+    for name, (kind, scheme) in variants.items():
+        torch.manual_seed(seed)
+        decoder = UpsamplingDecoder(kind, in_channels=in_channels, width=width, out_channels=1,
+                                    num_upsamples=num_upsamples).eval()
+        init_upsamplers_(decoder, scheme)
+        with torch.no_grad():
+            outputs[name] = decoder(torch.ones(1, in_channels, size, size))[0, 0]
+        inner = interior(outputs[name], margin)
+        score[name] = checkerboard_score(inner, period).item()
+        relative[name] = (periodic_amplitude(inner, period) / inner.abs().mean()).item()
+    return InitStudy(outputs=outputs, score=score, relative=relative)
+
+
+@dataclass(frozen=True)
+class GradientStudy:
+    """:func:`gradient_checkerboards`'s result, one entry per downsampler kind."""
+
+    maps: dict[str, torch.Tensor]   # the input gradient of the first image, [H, W]
+    score: dict[str, float]         # mean checkerboard score of the gradients' interiors over the images
+
+
+def gradient_checkerboards(images: torch.Tensor, *, seed: int, kinds: Sequence[str] = DOWNSAMPLERS, width: int = 16,
+                           num_layers: int = 3, period: int = 8, margin: int = 16) -> GradientStudy:
+    """The grid in the input gradient of random :class:`DownsamplingEncoder` s, for ``images [N, 3, H, W]``.
+
+    Per kind, an encoder (``num_layers`` 2x stages, ``width`` channels) is built right after
+    ``torch.manual_seed(seed)``; :func:`input_gradient` gives ``[N, H, W]``, whose interior
+    (``margin`` pixels in) is scored with :func:`segbook.checkerboard.checkerboard_score` at
+    ``period`` and averaged over the images.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be [N, C, H, W], got {getattr(images, 'shape', type(images))}")
+    maps, score = {}, {}
+    for kind in kinds:
+        torch.manual_seed(seed)
+        encoder = DownsamplingEncoder(kind, width=width, num_layers=num_layers)
+        g = input_gradient(encoder, images)
+        maps[kind] = g[0]
+        score[kind] = checkerboard_score(interior(g, margin), period).mean().item()
+    return GradientStudy(maps=maps, score=score)
+
+
+FLAT_MARGIN = 8    # pixels of a super-resolved flat image left out at each border (zero padding)
+GREY = 255         # grey levels of an 8-bit image per unit of a [0, 1] image
+
+
+def flat_amplitude(outputs: torch.Tensor, *, margin: int = FLAT_MARGIN, grey: float = GREY) -> float:
+    """The period-2 grid on flat inputs, in grey levels: ``outputs [N, C, H, W] -> float``.
+
+    ``grey`` times :func:`segbook.checkerboard.periodic_amplitude` of the interior (``margin``
+    pixels in), averaged over images and channels. 0 for flat outputs, ``a * grey`` for a
+    checkerboard of amplitude ``a``.
+    """
+    return grey * periodic_amplitude(interior(outputs, margin)).mean().item()
+
+
+def sr_pairs(seed: int, *, n_train: int, n_val: int, size: int):
+    """One seed's super-resolution data: ``((low, high), (val_low, val_high))`` from procedural scenes.
+
+    Training scenes: ``ShapesSegmentation(n_train, size=size, seed=seed)``; validation scenes:
+    ``ShapesSegmentation(n_val, size=size, seed=seed + 1)``, both through :func:`downsample_pairs`
+    (``low [N, 3, size/2, size/2]``, ``high [N, 3, size, size]``).
+    """
+    n_train, n_val = positive_int(n_train, "n_train"), positive_int(n_val, "n_val")
+    train = scene_images(ShapesSegmentation(n_train, size=size, seed=seed))
+    val = scene_images(ShapesSegmentation(n_val, size=size, seed=seed + 1))
+    return downsample_pairs(train), downsample_pairs(val)
+
+
+def train_super_resolution(pairs: Mapping[int, tuple], flats: Mapping[int, torch.Tensor], *,
+                           kinds: Sequence[str] = UPSAMPLERS, width: int = 16, steps: int = 500,
+                           batch_size: int = 16, lr: float = 4e-3,
+                           device: Union[str, torch.device, None] = None) -> dict[str, list[dict]]:
+    """Train one residual :class:`SuperResolutionNet` per upsampler kind and seed; returns ``{kind: [run per seed]}``.
+
+    ``pairs[s]`` is seed ``s``'s :func:`sr_pairs`, ``flats[s]`` its flat images ``[F, 3, h, w]``.
+    For each seed (in ``pairs``' order) and kind: ``torch.manual_seed(s + 2)`` (every kind of a seed
+    starts from the same random stream), the net (``final_conv=False, residual=True``), its
+    :func:`flat_amplitude` on ``flats[s]`` before training, :func:`train_regression` with
+    ``seed=s + 2``, then :func:`evaluate_regression` on the validation pair. A run is
+    ``{"seed", "model" (on the CPU, eval mode), "hist", "flat_amp_init", "val"}``.
+    """
+    steps, batch_size = positive_int(steps, "steps"), positive_int(batch_size, "batch_size")
+    lr = positive_float(lr, "lr")
+    missing = set(pairs) - set(flats)
+    if missing:
+        raise ValueError(f"flats has no images for seed(s) {sorted(missing)}")
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for s in pairs:
+        (low, high), (v_low, v_high) = pairs[s]
+        for kind in kinds:
+            torch.manual_seed(s + 2)
+            model = SuperResolutionNet(kind, width=width, final_conv=False, residual=True)
+            with torch.no_grad():
+                amp_init = flat_amplitude(model(flats[s]))
+            hist = train_regression(model, low, high, steps=steps, batch_size=batch_size, lr=lr, seed=s + 2,
+                                    device=device)
+            runs[kind].append({"seed": s, "model": model.cpu().eval(), "hist": hist, "flat_amp_init": amp_init,
+                               "val": evaluate_regression(model, v_low, v_high)})
+    return runs
+
+
+def interpolation_baseline(pairs: Mapping[int, tuple], flats: Mapping[int, torch.Tensor]) -> list[dict]:
+    """Plain bilinear interpolation (no net) on each seed's validation pair and flat images.
+
+    Per seed of ``pairs`` (see :func:`train_super_resolution`): ``{"mse"}`` against the targets,
+    ``"checkerboard"`` (mean score of the interpolated images), ``"flat_amp"``
+    (:func:`flat_amplitude` of the interpolated flats) and ``"target"`` (the targets' own score).
+    """
+    out = []
+    for s in pairs:
+        _, (v_low, v_high) = pairs[s]
+
+        def up(t: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(t, size=v_high.shape[-2:], mode="bilinear", align_corners=False)
+
+        out.append({"mse": F.mse_loss(up(v_low), v_high).item(),
+                    "checkerboard": checkerboard_score(up(v_low)).mean().item(),
+                    "flat_amp": flat_amplitude(up(flats[s])),
+                    "target": checkerboard_score(v_high).mean().item()})
+    return out
+
+
+def flat_responses_(runs: Mapping[str, list[dict]], flats: Mapping[int, torch.Tensor]) -> Mapping[str, list[dict]]:
+    """Add each trained net's output on its seed's flat images to its run, in place; returns ``runs``.
+
+    Sets ``run["flat"]`` (``[F, 3, H, W]``, under ``torch.inference_mode``) and ``run["flat_amp"]``
+    (:func:`flat_amplitude`) for every run of :func:`train_super_resolution`.
+    """
+    for rs in runs.values():
+        for run in rs:
+            with torch.inference_mode():
+                run["flat"] = run["model"](flats[run["seed"]])
+            run["flat_amp"] = flat_amplitude(run["flat"])
+    return runs
+
+
+def super_resolution_table(runs: Mapping[str, list[dict]], baseline: Sequence[dict], *,
+                           labels: Optional[Mapping[str, str]] = None, fmt: str = ".3g") -> list[dict]:
+    """The super-resolution results as rows for :func:`segbook.viz.results_table`, mean [min, max] over seeds.
+
+    One row for :func:`interpolation_baseline` and one per kind of ``runs`` (after
+    :func:`flat_responses_`): parameters, validation MSE, checkerboard score on the scenes, flat
+    amplitude at initialisation and after training (grey levels).
+    """
+    labels = UPSAMPLER_LABELS if labels is None else labels
+    missing = [kind for kind, rs in runs.items() if any("flat_amp" not in r for r in rs)]
+    if missing:
+        raise ValueError(f"runs of {missing} have no flat responses: call flat_responses_(runs, flats) first")
+
+    def col(values) -> str:
+        return spread(values).format(fmt)
+
+    table = [{"upsampler": "bilinear interpolation (no net)", "params": 0,
+              "val MSE": col(r["mse"] for r in baseline),
+              "score on scenes": col(r["checkerboard"] for r in baseline),
+              "flat amplitude at init": "—",
+              "flat amplitude (grey levels)": col(r["flat_amp"] for r in baseline)}]
+    for kind, rs in runs.items():
+        table.append({"upsampler": labels[kind],
+                      "params": count_params(rs[0]["model"]),
+                      "val MSE": col(r["val"]["mse"] for r in rs),
+                      "score on scenes": col(r["val"]["checkerboard"] for r in rs),
+                      "flat amplitude at init": col(r["flat_amp_init"] for r in rs),
+                      "flat amplitude (grey levels)": col(r["flat_amp"] for r in rs)})
+    return table
+
+
+def train_segmentation_decoders(data: Mapping[int, tuple], variants: Mapping[str, tuple[str, Optional[str]]], *,
+                                width: int = 16, epochs: int = 2, lr: float = 1e-2, num_classes: int = 2,
+                                batch_size: int = 32, device: Union[str, torch.device, None] = None
+                                ) -> dict[str, list[dict]]:
+    """Train one :class:`SegmentationDecoderNet` per decoder variant and seed; returns ``{name: [run per seed]}``.
+
+    ``data[s]`` is seed ``s``'s ``(train_set, val_set)`` (datasets with ``tensors()`` whose masks
+    are made binary, e.g. :func:`foreground_labels`); ``variants`` maps a name to ``(kind, scheme)``.
+    For each seed and variant: ``torch.manual_seed(s + 6)`` (the same stream for every decoder),
+    the net, its :func:`segmentation_grid` logit grid at initialisation, :func:`segbook.train.fit`
+    (batches of ``batch_size`` from ``make_loader(..., shuffle=True, seed=s)``, ``seed=s``), then
+    :func:`segbook.train.evaluate` on the validation set. A run is ``{"seed", "model", "params",
+    "grid_init"}`` plus :func:`segmentation_grid`'s and ``evaluate``'s keys.
+    """
+    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
+    lr = positive_float(lr, "lr")
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    for s, (train_set, val_set) in data.items():
+        v_img, v_mask = val_set.tensors()
+        v_mask = (v_mask > 0).long()  # tensors() skips the transform
+        for name, (kind, scheme) in variants.items():
+            torch.manual_seed(s + 6)
+            net = SegmentationDecoderNet(kind, num_classes, width=width, init=scheme)
+            grid_init = segmentation_grid(net, v_img, v_mask)["logit_grid"]
+            fit(net, make_loader(train_set, batch_size, shuffle=True, seed=s), task="segmentation",
+                num_classes=num_classes, epochs=epochs, lr=lr, seed=s, device=device, progress=False, log=False)
+            scores = evaluate(net, make_loader(val_set, 128, seed=s), task="segmentation", num_classes=num_classes,
+                              device=device)
+            runs[name].append({"seed": s, "model": net.eval(), "params": count_params(net), "grid_init": grid_init,
+                               **segmentation_grid(net, v_img, v_mask), **scores})
+    return runs
