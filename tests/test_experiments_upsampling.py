@@ -329,10 +329,10 @@ def test_train_super_resolution_matches_the_loop_it_replaces():
 
 
 def test_interpolation_baseline_flat_responses_and_table():
-    from segbook.experiments.upsampling import flat_responses_, interpolation_baseline, super_resolution_table
+    from segbook.experiments.upsampling import add_flat_responses, interpolation_baseline, super_resolution_table
 
     pairs, flats, runs = _tiny_sr_study()
-    with pytest.raises(ValueError, match="flat_responses_"):
+    with pytest.raises(ValueError, match="add_flat_responses"):
         super_resolution_table(runs, [])
     base = interpolation_baseline(pairs, flats)
     assert len(base) == 2 and set(base[0]) == {"mse", "checkerboard", "flat_amp", "target"}
@@ -340,7 +340,7 @@ def test_interpolation_baseline_flat_responses_and_table():
     _, (v_low, v_high) = pairs[1]
     up = F.interpolate(v_low, size=v_high.shape[-2:], mode="bilinear", align_corners=False)
     assert base[1]["mse"] == F.mse_loss(up, v_high).item()
-    assert flat_responses_(runs, flats) is runs
+    assert add_flat_responses(runs, flats) is runs
     assert runs["nearest"][0]["flat"].shape == (4, 3, 32, 32)
     assert runs["nearest"][0]["flat_amp"] < 1e-3                     # resize-conv: flat by construction
     from segbook.experiments.upsampling import flat_amplitude

@@ -70,7 +70,7 @@ __all__ = [
     "sr_pairs",
     "train_super_resolution",
     "interpolation_baseline",
-    "flat_responses_",
+    "add_flat_responses",
     "super_resolution_table",
     "train_segmentation_decoders",
 ]
@@ -686,7 +686,7 @@ def interpolation_baseline(pairs: Mapping[int, tuple], flats: Mapping[int, torch
     return out
 
 
-def flat_responses_(runs: Mapping[str, list[dict]], flats: Mapping[int, torch.Tensor]) -> Mapping[str, list[dict]]:
+def add_flat_responses(runs: Mapping[str, list[dict]], flats: Mapping[int, torch.Tensor]) -> Mapping[str, list[dict]]:
     """Add each trained net's output on its seed's flat images to its run, in place; returns ``runs``.
 
     Sets ``run["flat"]`` (``[F, 3, H, W]``, under ``torch.inference_mode``) and ``run["flat_amp"]``
@@ -705,13 +705,13 @@ def super_resolution_table(runs: Mapping[str, list[dict]], baseline: Sequence[di
     """The super-resolution results as rows for :func:`segbook.viz.results_table`, mean [min, max] over seeds.
 
     One row for :func:`interpolation_baseline` and one per kind of ``runs`` (after
-    :func:`flat_responses_`): parameters, validation MSE, checkerboard score on the scenes, flat
+    :func:`add_flat_responses`): parameters, validation MSE, checkerboard score on the scenes, flat
     amplitude at initialisation and after training (grey levels).
     """
     labels = UPSAMPLER_LABELS if labels is None else labels
     missing = [kind for kind, rs in runs.items() if any("flat_amp" not in r for r in rs)]
     if missing:
-        raise ValueError(f"runs of {missing} have no flat responses: call flat_responses_(runs, flats) first")
+        raise ValueError(f"runs of {missing} have no flat responses: call add_flat_responses(runs, flats) first")
 
     def col(values) -> str:
         return spread(values).format(fmt)
