@@ -233,7 +233,7 @@ def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int]
 
     Args:
         model: a :class:`~segbook.models.unet.UNet` (default: ``unet(num_classes=6, depth=3,
-            base_width=8)``, 8/16/32/64 channels).
+            width=8)``, 8/16/32/64 channels).
         input_size: side of the (square) input drawn. It must be a size the net takes as it is
             (a multiple of ``2^D`` with same padding; ``2^D k - 4`` and large enough with valid
             padding, e.g. 572 for :func:`~segbook.models.unet.unet_paper`): the diagram shows the
@@ -252,7 +252,7 @@ def unet_diagram(model: Optional[nn.Module] = None, *, input_size: Optional[int]
     from .sizes import nearest_valid_unet_sizes, unet_output_size, unet_trace
 
     if model is None:
-        model = unet(num_classes=6, depth=3, base_width=8)
+        model = unet(num_classes=6, depth=3, width=8)
     if not isinstance(model, UNet):
         raise ValueError(f"unet_diagram expects a segbook.models.unet.UNet (e.g. unet() or unet_paper()), "
                          f"got {type(model).__name__}")

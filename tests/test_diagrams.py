@@ -82,8 +82,8 @@ def test_unet_diagram_default_shows_the_modules_channels_and_sides():
 
 
 def test_unet_diagram_sides_agree_with_a_forward_pass():
-    for model, size in ((unet(num_classes=3, depth=2, base_width=4), 24),
-                        (unet(num_classes=3, depth=2, base_width=4, padding="valid", upsampling="bilinear"), 76)):
+    for model, size in ((unet(num_classes=3, depth=2, width=4), 24),
+                        (unet(num_classes=3, depth=2, width=4, padding="valid", upsampling="bilinear"), 76)):
         text = figure_text(unet_diagram(model, input_size=size))
         maps = model.eval().features(torch.zeros(1, 3, size, size))
         n_in = size
@@ -106,7 +106,7 @@ def test_unet_diagram_names_each_upsampling_kind():
     # the label is read from the block's kind: a nearest or pixel-shuffle U-Net is not "bilinear"
     for kind, label in (("nearest", "nearest ×2,\n3×3 conv → 4 ch"), ("bilinear", "bilinear ×2,\n3×3 conv → 4 ch"),
                         ("pixelshuffle", "pixel shuffle ×2\n→ 4 ch"), ("transposed2", "up-conv 2×2\n→ 4 ch")):
-        text = figure_text(unet_diagram(unet(num_classes=3, depth=1, base_width=4, upsampling=kind), input_size=16))
+        text = figure_text(unet_diagram(unet(num_classes=3, depth=1, width=4, upsampling=kind), input_size=16))
         assert label in text, (kind, text)
         others = {"nearest ×2", "bilinear ×2", "pixel shuffle ×2", "up-conv 2×2"} - {label.split(",")[0].split("\n")[0]}
         assert not any(o in text for o in others), (kind, text)

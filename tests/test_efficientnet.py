@@ -31,7 +31,7 @@ def test_invalid_phi(phi, error):
     with pytest.raises(error, match="phi"):
         compound_scaling(phi)
     with pytest.raises(error):
-        efficientnet_small(phi)
+        efficientnet_small(phi=phi)
 
 
 def test_invalid_coefficients():
@@ -123,7 +123,7 @@ def test_b0_stage_table_reproduces_b0_size():
 
 def test_efficientnet_small_forward_and_attributes():
     torch.manual_seed(0)
-    m = efficientnet_small(1, num_classes=7)
+    m = efficientnet_small(phi=1, num_classes=7)
     assert m.resolution == 37 and m.scaling.phi == 1
     out = m(torch.randn(2, 3, 37, 37))
     assert out.shape == (2, 7)

@@ -66,7 +66,7 @@ def test_chapter_models_that_need_the_guard():
     assert guarded_convs(deeplabv3plus(width=16)) == []
     # chapter 1's CIFAR ResNets use parameter-free option-A shortcuts; U-Net and FCN have no strided 1x1
     assert guarded_convs(cifar_resnet(depth=20, width=8)) == []
-    assert guarded_convs(unet(depth=2, base_width=4)) == [] and guarded_convs(fcn8s(width=8)) == []
+    assert guarded_convs(unet(depth=2, width=4)) == [] and guarded_convs(fcn8s(width=8)) == []
     with pytest.raises(TypeError, match="nn.Module"):
         guarded_convs("not a model")
 

@@ -18,7 +18,7 @@ def _seg_data(n=32, size=32, k=3):
 def _two_models(k=3):
     from segbook.models import fcn8s, unet
     torch.manual_seed(1)
-    return {"fcn": fcn8s(num_classes=k, width=4), "unet": unet(num_classes=k, depth=2, base_width=4)}
+    return {"fcn": fcn8s(num_classes=k, width=4), "unet": unet(num_classes=k, depth=2, width=4)}
 
 
 FIT_ARGS = dict(task="segmentation", num_classes=3, epochs=2, lr=0.01, seed=5, channels_last=True)

@@ -178,7 +178,7 @@ def test_trace_matches_the_unet_module():
     from segbook.models.unet import unet
 
     for padding, sizes in (("same", [8, 16, 24, 40]), ("valid", [44, 60, 76])):
-        net = unet(depth=2, base_width=2, padding=padding).eval()
+        net = unet(depth=2, width=2, padding=padding).eval()
         for n in sizes:
             trace = unet_trace(n, 2, padding)
             steps = {s.name: s.size for s in trace.steps}

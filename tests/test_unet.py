@@ -14,7 +14,7 @@ from segbook.sizes import unet_trace
 def small(**kw) -> UNet:
     torch.manual_seed(0)
     kw.setdefault("depth", 2)
-    kw.setdefault("base_width", 4)
+    kw.setdefault("width", 4)
     return unet(**kw).eval()
 
 
@@ -165,7 +165,7 @@ def test_valid_with_resize_is_refused():
         unet(padding="valid", input_policy="resize")
 
 
-@pytest.mark.parametrize("kw,match", [({"depth": 0}, "depth"), ({"base_width": 0}, "base_width"),
+@pytest.mark.parametrize("kw,match", [({"depth": 0}, "depth"), ({"width": 0}, "width"),
                                       ({"padding": "full"}, "padding"), ({"upsampling": "transposed"}, "upsampling"),
                                       ({"input_policy": "crop"}, "input_policy")])
 def test_bad_arguments(kw, match):
@@ -173,7 +173,7 @@ def test_bad_arguments(kw, match):
         unet(**kw)
 
 
-@pytest.mark.parametrize("kw", [{"num_classes": True}, {"base_width": 16.0}, {"depth": "3"}, {"in_channels": None}])
+@pytest.mark.parametrize("kw", [{"num_classes": True}, {"width": 16.0}, {"depth": "3"}, {"in_channels": None}])
 def test_arguments_of_the_wrong_type_raise_type_error(kw):
     with pytest.raises(TypeError, match=next(iter(kw))):
         unet(**kw)
@@ -278,3 +278,18 @@ def test_predict_tiled_needs_a_batch_dimension():
     with pytest.raises(ValueError, match=r"images must be a tensor \[N, C, H, W\], got shape \(3, 40, 40\).*x\.unsqueeze\(0\)"):
         predict_tiled(net, torch.rand(3, 40, 40), tile=32, margin=4)
     assert predict_tiled(net, torch.rand(3, 40, 40).unsqueeze(0), tile=32, margin=4).shape == (1, 6, 40, 40)
+
+
+def test_width_names_the_first_level_and_state_dict_keys_are_stable():
+    # `width` as in fcn8s / deeplabv3 / cifar_resnet (it was `base_width`); checkpoints keep their keys
+    net = unet(num_classes=2, depth=1, width=2)
+    assert net.width == 2 and net.widths == [2, 4]
+    with pytest.raises(TypeError, match="base_width"):
+        unet(num_classes=2, depth=1, base_width=2)
+    convs = [f"{p}.{i}.0.weight" for p in ("encoder.0", "bottom") for i in (0, 1)]
+    bn = [f"{p}.{i}.1.{n}" for p in ("encoder.0", "bottom") for i in (0, 1)
+          for n in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+    dec = ["decoder.0.up.weight", "decoder.0.up.bias"] + [
+        f"decoder.0.convs.{i}.{j}" for i in (0, 1)
+        for j in ("0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked")]
+    assert sorted(net.state_dict()) == sorted(convs + bn + dec + ["head.weight", "head.bias"])

@@ -6,20 +6,36 @@ valid size ("strict"), mirror-pad to a valid size and crop the output back ("pad
 decoder maps to their skips ("resize"). :func:`compare_input_policies` runs one trained net under
 each and measures what the issue of sizes costs: how much of the image gets a prediction, the
 accuracy in a band along the border (where padding and cropping act) and inside, and the time.
+
+The chapter's studies, one call each: :class:`SeedScenes` (each seed's scenes and loss weights, rendered
+once), :func:`train_unet_vs_fcn8s` (the two nets on the same batches, per seed),
+:func:`input_policies_over_seeds` + :func:`input_policy_rows` (odd-sized crops under the three policies),
+:func:`tiling_study` (one pass, plain tiles and overlap-tile on mosaics of scenes) and
+:func:`augmentation_ablation` (a few scenes, one U-Net per augmentation).
 """
 from __future__ import annotations
 
 import time
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 from ..checks import positive_int
+from ..data import SegmentationAugment, chapter_datasets, make_loader, take, tile_scenes
 from ..metrics import SegmentationMetrics
-from ..models.unet import INPUT_POLICIES, UNet, center_crop, mirror_pad, predict_tiled
+from ..models.fcn import fcn8s
+from ..models.unet import INPUT_POLICIES, UNet, center_crop, mirror_pad, predict_tiled, unet
+from ..parallel import fit_many
+from ..seeds import SeededRun, fit_over_seeds, spread
 from ..sizes import is_valid_unet_size, nearest_valid_unet_sizes
+from ..train import class_balance_weights, evaluate
 
-__all__ = ["AugmentedPairs", "random_crops", "border_band", "compare_input_policies", "tiled_vs_one_pass", "kaiming_init_"]
+__all__ = ["AugmentedPairs", "random_crops", "border_band", "compare_input_policies", "tiled_vs_one_pass",
+           "kaiming_init_",
+           "SeedScenes", "train_unet_vs_fcn8s", "input_policies_over_seeds", "input_policy_rows", "TilingStudy",
+           "tiling_study", "augmentation_ablation"]
 
 
 class AugmentedPairs(torch.utils.data.Dataset):
@@ -77,7 +93,8 @@ def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int
 
     Offsets are drawn from a generator seeded with ``seed`` (same seed, same windows).
     """
-    if images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+    if (images.dim() != 4 or masks.dim() != 3 or images.shape[0] != masks.shape[0]
+            or images.shape[-2:] != masks.shape[-2:]):
         raise ValueError(f"expected images [N, C, H, W] and masks [N, H, W] of one size, got "
                          f"{tuple(images.shape)} and {tuple(masks.shape)}")
     h, w = int(size[0]), int(size[1])
@@ -87,7 +104,8 @@ def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int
     g = torch.Generator().manual_seed(int(seed))
     tops = torch.randint(0, H - h + 1, (images.shape[0],), generator=g).tolist()
     lefts = torch.randint(0, W - w + 1, (images.shape[0],), generator=g).tolist()
-    crops = [(images[i, :, t:t + h, l_:l_ + w], masks[i, t:t + h, l_:l_ + w]) for i, (t, l_) in enumerate(zip(tops, lefts))]
+    crops = [(images[i, :, t:t + h, l_:l_ + w], masks[i, t:t + h, l_:l_ + w])
+             for i, (t, l_) in enumerate(zip(tops, lefts))]
     return torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops])
 
 
@@ -208,3 +226,249 @@ def kaiming_init_(model: torch.nn.Module, *, seed: int = 0) -> torch.nn.Module:
             with torch.no_grad():
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
     return model
+
+
+def _mean(values: Sequence[float]) -> float:
+    """``sum(values) / len(values)``, the chapter's mean over seeds (this order of operations)."""
+    return sum(values) / len(values)
+
+
+def _seed_list(seeds: Sequence[int], n: Optional[int] = None, what: str = "models") -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds is empty: pass rt.seeds (at least one seed)")
+    if n is not None and n != len(seeds):
+        raise ValueError(f"got {n} {what} for {len(seeds)} seeds: give one per seed, in the order of seeds")
+    return seeds
+
+
+class SeedScenes:
+    """The scenes of every seed of the chapter's comparisons, rendered once: ``scenes(seed) -> (train, val, weights)``.
+
+    Seed ``s`` gets ``chapter_datasets(rt, task="segmentation", size=size, n_train=n_train, n_val=n_val,
+    seed=s)`` (training scenes from stream ``s``, validation scenes from ``s + 1``) and loss weights
+    ``[K]`` (median-frequency, :func:`segbook.train.class_balance_weights`) counted on its first
+    ``weight_scenes`` training masks. ``rt.seed``'s sets are rendered at construction: ``info`` is their
+    :class:`~segbook.data.DataInfo` (classes, ``claim``), ``sample_masks [weight_scenes, size, size]``
+    the masks its weights were counted on (for class shares). Later seeds are rendered on first use.
+    """
+
+    def __init__(self, rt, *, size: int, n_train: int, n_val: int, weight_scenes: int = 2048) -> None:
+        self.rt = rt
+        self.size = positive_int(size, "size")
+        self.n_train, self.n_val = positive_int(n_train, "n_train"), positive_int(n_val, "n_val")
+        self.weight_scenes = positive_int(weight_scenes, "weight_scenes")
+        train, val, self.info = chapter_datasets(rt, task="segmentation", size=self.size, n_train=self.n_train,
+                                                 n_val=self.n_val, seed=rt.seed)
+        self.sample_masks = take(train, self.weight_scenes)[1]
+        weights = class_balance_weights(self.sample_masks, self.info.num_classes)
+        self._sets = {int(rt.seed): (train, val, weights)}
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    def __call__(self, seed: int) -> tuple:
+        """``(train_set, val_set, weights [K])`` of ``seed`` (rendered on the first call)."""
+        seed = int(seed)
+        if seed not in self._sets:
+            tr, va, _ = chapter_datasets(self.rt, task="segmentation", size=self.size, n_train=self.n_train,
+                                         n_val=self.n_val, seed=seed)
+            self._sets[seed] = (tr, va, class_balance_weights(take(tr, self.weight_scenes)[1], self.num_classes))
+        return self._sets[seed]
+
+
+def train_unet_vs_fcn8s(scenes: SeedScenes, seeds: Sequence[int], *, depth: int, width: int, fcn_width: int,
+                        batch: int, lr: float, warmup_steps: int, device: Optional[Union[str, torch.device]] = None,
+                        channels_last: bool = True, val_batch: int = 128) -> dict[str, list[SeededRun]]:
+    """A same-padding U-Net (``depth``, ``width``) and FCN-8s (``fcn_width``) trained on the same batches, per seed.
+
+    For each seed ``s``: ``scenes(s)`` gives the training scenes (one pass, ``batch`` per step, order
+    from ``s``, last partial batch dropped), the validation scenes and the loss weights;
+    :func:`segbook.seeds.fit_over_seeds` builds both nets after ``torch.manual_seed(s)`` and trains
+    them at once (on a multi-core CPU in two one-thread processes: equal conditions for the times)
+    with AdamW, ``warmup_steps`` of linear warm-up then cosine decay. Both map ``[N, 3, S, S]`` to
+    logits ``[N, K, S, S]``.
+
+    Returns:
+        ``{"U-Net": [SeededRun per seed], "FCN-8s": [...]}``; each run's ``val`` holds the final
+        validation metrics (``miou``, ``pixel_acc``, ``boundary_f1``, ``iou_per_class``).
+    """
+    seeds = _seed_list(seeds)
+    depth, width, fcn_width = (positive_int(v, n) for v, n in ((depth, "depth"), (width, "width"),
+                                                                (fcn_width, "fcn_width")))
+    batch = positive_int(batch, "batch")
+    k = scenes.num_classes
+    builders = {"U-Net": lambda: unet(num_classes=k, depth=depth, width=width),
+                "FCN-8s": lambda: fcn8s(num_classes=k, width=fcn_width)}
+    runs: dict[str, list[SeededRun]] = {name: [] for name in builders}
+    for s in seeds:
+        tr, va, w = scenes(s)
+        one = fit_over_seeds(
+            builders, lambda s, tr=tr: make_loader(tr, batch, shuffle=True, seed=s, drop_last=True),
+            [s], val_loader=make_loader(va, val_batch), task="segmentation", num_classes=k, epochs=1, lr=lr,
+            warmup_steps=warmup_steps, class_weights=w, device=device, channels_last=channels_last, progress=False)
+        for name in builders:
+            runs[name] += one[name]
+    return runs
+
+
+def input_policies_over_seeds(models: Sequence[UNet], scenes: SeedScenes, seeds: Sequence[int], *,
+                              size: tuple[int, int], n_crops: int = 128, band: int = 4,
+                              repeats: int = 3) -> list[dict[str, dict]]:
+    """:func:`compare_input_policies` per seed: seed ``s``'s trained U-Net on odd-sized crops of its validation scenes.
+
+    ``models[i]`` belongs to ``seeds[i]`` (it is moved to the CPU, in place). The crops are one
+    ``size = (h, w)`` window of each of the first ``n_crops`` validation scenes of ``scenes(s)``, at
+    offsets drawn from seed ``s + 2`` (:func:`random_crops`).
+
+    Returns:
+        one ``{policy: row}`` per seed (rows as :func:`compare_input_policies` gives them).
+    """
+    seeds = _seed_list(seeds, len(models))
+    n_crops = positive_int(n_crops, "n_crops")
+    runs = []
+    for s, model in zip(seeds, models):
+        v_images, v_masks = take(scenes(s)[1])
+        odd_images, odd_masks = random_crops(v_images[:n_crops], v_masks[:n_crops], size, seed=s + 2)
+        runs.append({r["policy"]: r for r in compare_input_policies(model.cpu(), odd_images, odd_masks, band=band,
+                                                                    repeats=repeats)})
+    return runs
+
+
+def input_policy_rows(policy_runs: Sequence[Mapping[str, dict]]) -> list[dict]:
+    """One table row per policy over seeds: sizes and coverage of the first seed, accuracies as
+    ``"mean [min, max]"`` (:func:`segbook.seeds.spread`), ``ms`` the mean time of one pass."""
+    if not policy_runs:
+        raise ValueError("policy_runs is empty: one {policy: row} per seed expected")
+    first = policy_runs[0]
+    acc_cols = ("acc border", "acc interior", "mIoU")
+    return [{"policy": p, "input": r["input"], "output": r["output"], "covered": r["covered"],
+             **{c: spread([pr[p][c] for pr in policy_runs]).format(".3f") for c in acc_cols},
+             "ms": _mean([pr[p]["ms"] for pr in policy_runs])}
+            for p, r in first.items()]
+
+
+@dataclass
+class TilingStudy:
+    """What :func:`tiling_study` measured.
+
+    ``runs``: per seed ``{method: {"output": "HxW", "mIoU", "boundary F1", "s"}}`` with the methods
+    one pass, plain tiles and overlap-tile, in that order; ``n_images`` mosaics of ``side x side``
+    pixels; both tilings cut every ``step`` pixels, overlap-tile with ``margin`` pixels of context.
+    """
+
+    runs: list[dict[str, dict]]
+    n_images: int
+    side: int
+    step: int
+    margin: int
+
+    def rows(self) -> list[dict]:
+        """One table row per method: output size, mIoU and boundary F1 as ``"mean [min, max]"`` over
+        seeds, ``s`` the mean time of one run."""
+        return [{"method": name, "output": r["output"],
+                 **{c: spread([t[name][c] for t in self.runs]).format(".3f") for c in ("mIoU", "boundary F1")},
+                 "s": _mean([t[name]["s"] for t in self.runs])}
+                for name, r in self.runs[0].items()]
+
+    def means(self) -> list[dict[str, float]]:
+        """Per method, in order (one pass, plain tiles, overlap-tile): ``{"mIoU", "boundary F1"}``
+        means over the seeds."""
+        return [{c: _mean([list(t.values())[k][c] for t in self.runs]) for c in ("mIoU", "boundary F1")}
+                for k in range(len(self.runs[0]))]
+
+
+def tiling_study(models: Sequence[UNet], scenes: SeedScenes, seeds: Sequence[int], *, n_scenes: int, window: int,
+                 margin: int) -> TilingStudy:
+    """Seed ``s``'s trained same-padding U-Net on mosaics of 2x2 of its validation scenes, three ways.
+
+    The first ``n_scenes`` validation scenes of ``scenes(s)`` become ``n_scenes // 4`` images
+    ``[n, 3, 2S, 2S]`` (:func:`segbook.data.tile_scenes`), run in one pass, in plain tiles of
+    ``step = window - 2 * margin`` (no overlap: each tile sees zero padding at its seams) and by
+    overlap-tile (:func:`segbook.models.unet.predict_tiled`: windows of ``window``, the centre
+    ``step`` kept, the image mirrored at its border); both tilings cut at the same seams. Each is
+    scored (mIoU, boundary F1 of the arg-max against the mosaic's masks) and timed (one run).
+    """
+    seeds = _seed_list(seeds, len(models))
+    n_scenes, window = positive_int(n_scenes, "n_scenes", minimum=4), positive_int(window, "window")
+    margin = positive_int(margin, "margin", minimum=0)
+    step = window - 2 * margin
+    if step < 1:
+        raise ValueError(f"window {window} leaves no pixels to keep with a margin of {margin} on each side")
+    runs = []
+    for s, net_s in zip(seeds, models):
+        v_images, v_masks = take(scenes(s)[1])
+        big_images, big_masks = tile_scenes(v_images[:n_scenes], v_masks[:n_scenes], 2, 2)  # 2x2 scenes each
+        tilings = {"one pass": lambda x: net_s(x),
+                   f"tiles of {step}, no overlap": lambda x: predict_tiled(net_s, x, tile=step, margin=0),
+                   f"overlap-tile: {window} in, {step} kept":
+                       lambda x: predict_tiled(net_s, x, tile=window, margin=margin)}
+        results = {}
+        with torch.inference_mode():
+            for name, run_tiles in tilings.items():
+                t0 = time.perf_counter()
+                logits = run_tiles(big_images)
+                seconds = time.perf_counter() - t0
+                m = SegmentationMetrics(net_s.num_classes)
+                m.update(logits.argmax(1), big_masks)
+                res = m.compute()
+                results[name] = {"output": "x".join(map(str, logits.shape[-2:])), "mIoU": res["miou"],
+                                 "boundary F1": res["boundary_f1"], "s": seconds}
+        runs.append(results)
+    return TilingStudy(runs=runs, n_images=big_images.shape[0], side=big_images.shape[-1], step=step, margin=margin)
+
+
+def augmentation_ablation(scenes: SeedScenes, seeds: Sequence[int], ablation: Mapping[str, Optional[dict]], *,
+                          n_images: int, steps: int, batch: int, depth: int, width: int, lr: float,
+                          device: Optional[Union[str, torch.device]] = None,
+                          build_order: Optional[Sequence[str]] = None,
+                          channels_last: bool = True, val_batch: int = 128) -> dict[str, list[dict]]:
+    """One U-Net per augmentation of ``ablation``, trained on a few scenes, per seed.
+
+    For each seed ``s``: the first ``n_images`` training scenes of ``scenes(s)`` (``[n, 3, S, S]``)
+    and loss weights counted on their masks; for every ``name: kwargs`` of ``ablation`` a loader of
+    :class:`AugmentedPairs` that shows each scene ``steps * batch // n_images`` times per epoch
+    through ``SegmentationAugment(S, **kwargs)`` (``None``: the scenes as they are), order from
+    ``s``; one same-padding U-Net each (``depth``, ``width``), built after ``torch.manual_seed(s)``
+    (the same initial weights for all) in ``build_order`` (default: the order of ``ablation``;
+    costliest augmentation first keeps the cores busy); one epoch of :func:`segbook.parallel.fit_many`
+    (independent runs, in parallel one-thread processes on a multi-core CPU); then each net is
+    evaluated on the validation scenes of ``scenes(s)``.
+
+    Returns:
+        ``{name: [{"hist": History, "seed": s, "val": metrics dict} per seed]}``, names in the order of ``ablation``.
+    """
+    seeds = _seed_list(seeds)
+    if not isinstance(ablation, Mapping) or not ablation:
+        raise ValueError("ablation must be a non-empty mapping {name: SegmentationAugment kwargs or None}")
+    order = list(ablation) if build_order is None else list(build_order)
+    if sorted(order) != sorted(ablation):
+        raise ValueError(f"build_order {order} must name each entry of ablation {list(ablation)} once")
+    n_images, steps, batch = (positive_int(v, n) for v, n in ((n_images, "n_images"), (steps, "steps"),
+                                                               (batch, "batch")))
+    k, size = scenes.num_classes, scenes.size
+    repeats = steps * batch // n_images          # one epoch = steps steps
+    few: dict[str, list[dict]] = {name: [] for name in ablation}
+    for s in seeds:
+        tr, va, _ = scenes(s)
+        few_images, few_masks = take(tr, n_images)  # the first few training scenes
+        few_weights = class_balance_weights(few_masks, k)
+        loaders = {
+            name: lambda kw=aug_kw: make_loader(
+                AugmentedPairs(few_images, few_masks, repeats=repeats,
+                               transform=kw and SegmentationAugment(size, **kw)),
+                batch, shuffle=True, seed=s, drop_last=True)
+            for name, aug_kw in ablation.items()}  # one loader factory per augmentation
+        models: dict[str, nn.Module] = {}
+        for name in order:
+            torch.manual_seed(s)  # the same initial weights for all
+            models[name] = unet(num_classes=k, depth=depth, width=width)
+        hists = fit_many(models, loaders, task="segmentation", num_classes=k, epochs=1, lr=lr,
+                         class_weights=few_weights, device=device, seed=s, channels_last=channels_last,
+                         progress=False, log=False)
+        for name, model in models.items():
+            few[name].append({"hist": hists[name], "seed": s,
+                              "val": evaluate(model, make_loader(va, val_batch), task="segmentation", num_classes=k,
+                                              device=device)})
+    return few

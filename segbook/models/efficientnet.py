@@ -307,8 +307,8 @@ class EfficientNet(nn.Module):
 
 
 def efficientnet_small(
-    phi: float = 0,
     *,
+    phi: float = 0,
     num_classes: int = 10,
     in_channels: int = 3,
     base_resolution: int = 32,
@@ -356,7 +356,7 @@ def scaled_efficientnet_small(
 
     For the control experiment of compound scaling: Tan and Le compare it with growing a single
     dimension (Fig. 3 and 4 of the paper), e.g. ``scaled_efficientnet_small(depth_mult=2.4)``
-    (depth only, at the base resolution) against ``efficientnet_small(1)`` at the same FLOPs
+    (depth only, at the base resolution) against ``efficientnet_small(phi=1)`` at the same FLOPs
     (:func:`segbook.experiments.efficientnet_scaling.single_dimension_scaling` finds the matching multiplier).
     The same rounding applies (``ceil`` block counts, widths to multiples of 8). ``resolution`` is
     only recorded (``model.resolution``, the size to train and measure it at); ``model.scaling``

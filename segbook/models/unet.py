@@ -167,7 +167,7 @@ class UNet(SegmentationModel):
         num_classes: ``K``.
         in_channels: image channels.
         depth: number of poolings ``D`` (the paper: 4).
-        base_width: channels of the first level ``C``; level ``l`` has ``C * 2^l`` (the paper: 64).
+        width: channels of the first level ``C``; level ``l`` has ``C * 2^l`` (the paper: 64).
         padding: ``"same"`` (3x3 convolutions with padding 1) or ``"valid"`` (no padding, the skip is
             centre-cropped).
         upsampling: a kind of :func:`segbook.nn.upsample.make_upsampler`
@@ -177,20 +177,20 @@ class UNet(SegmentationModel):
         input_policy: ``"strict"``, ``"pad"`` or ``"resize"`` (see the module docstring).
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int = 3, depth: int = 4, base_width: int = 64,
+    def __init__(self, *, num_classes: int, in_channels: int = 3, depth: int = 4, width: int = 64,
                  padding: str = "same", upsampling: str = "transposed2", input_policy: str = "strict") -> None:
         super().__init__()
         for name, v, lo in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1), ("depth", depth, 1),
-                            ("base_width", base_width, 1)):
+                            ("width", width, 1)):
             positive_int(v, name, minimum=lo)
         if padding not in UNET_PADDINGS:
             raise ValueError(f"padding must be one of {UNET_PADDINGS}, got {padding!r}")
         if upsampling not in UPSAMPLER_KINDS:
             raise ValueError(f"upsampling must be one of {UPSAMPLER_KINDS} (segbook.nn.upsample.make_upsampler), "
                              f"got {upsampling!r}")
-        self.num_classes, self.in_channels, self.depth, self.base_width = num_classes, in_channels, depth, base_width
+        self.num_classes, self.in_channels, self.depth, self.width = num_classes, in_channels, depth, width
         self.padding, self.upsampling = padding, upsampling
-        self.widths = [base_width * 2 ** level for level in range(depth + 1)]
+        self.widths = [width * 2 ** level for level in range(depth + 1)]
         if padding == "same":
             self._context_margin = 0
         else:
@@ -200,9 +200,9 @@ class UNet(SegmentationModel):
 
         self.encoder = nn.ModuleList()
         channels = in_channels
-        for width in self.widths[:-1]:
-            self.encoder.append(DoubleConv(channels, width, padding=padding))
-            channels = width
+        for level_width in self.widths[:-1]:
+            self.encoder.append(DoubleConv(channels, level_width, padding=padding))
+            channels = level_width
         self.pool = nn.MaxPool2d(2)
         self.bottom = DoubleConv(channels, self.widths[-1], padding=padding)
         self.decoder = nn.ModuleList(
@@ -324,7 +324,7 @@ class UNet(SegmentationModel):
         return logits[..., off:off + h, off:off + w]
 
 
-def unet(*, num_classes: int = 6, in_channels: int = 3, depth: int = 4, base_width: int = 16,
+def unet(*, num_classes: int = 6, in_channels: int = 3, depth: int = 4, width: int = 16,
          padding: str = "same", upsampling: str = "transposed2", input_policy: str = "strict") -> UNet:
     """A U-Net for the book's scenes: same padding, depth 4, 16 channels at the first level by default.
 
@@ -332,7 +332,7 @@ def unet(*, num_classes: int = 6, in_channels: int = 3, depth: int = 4, base_wid
     ``W`` must be multiples of ``2 ** depth``. Keyword arguments only; ``TypeError`` for a value of
     the wrong type (a float width), ``ValueError`` for one out of range or an unknown choice.
     """
-    return UNet(num_classes=num_classes, in_channels=in_channels, depth=depth, base_width=base_width,
+    return UNet(num_classes=num_classes, in_channels=in_channels, depth=depth, width=width,
                 padding=padding, upsampling=upsampling, input_policy=input_policy)
 
 
@@ -341,7 +341,7 @@ def unet_paper(*, num_classes: int = 2, in_channels: int = 1, input_policy: str 
 
     ``[N, 1, 572, 572] -> [N, 2, 388, 388]`` with the strict policy (31M parameters).
     """
-    return UNet(num_classes=num_classes, in_channels=in_channels, depth=4, base_width=64, padding="valid",
+    return UNet(num_classes=num_classes, in_channels=in_channels, depth=4, width=64, padding="valid",
                 upsampling="transposed2", input_policy=input_policy)
 
 
