@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from segbook.data import random_crops, tile_scenes, window_centre_labels
+from segbook.data import centre_labelled_crops, tile_scenes, window_centre_labels
 
 
 def _scenes(n=3, size=24):
@@ -14,7 +14,7 @@ def _scenes(n=3, size=24):
 
 def test_random_crops_content_and_label():
     images, masks = _scenes()
-    crops, labels = random_crops(images, masks, 50, 8, seed=3, balanced=False)
+    crops, labels = centre_labelled_crops(images, masks, 50, 8, seed=3, balanced=False)
     assert crops.shape == (50, 3, 8, 8) and labels.shape == (50,) and labels.dtype == torch.int64
     # every crop is a window of some image whose centre pixel carries the label
     for crop, label in zip(crops[:10], labels[:10]):
@@ -30,20 +30,20 @@ def test_random_crops_content_and_label():
 
 def test_random_crops_balanced_and_deterministic():
     images, masks = _scenes()
-    crops, labels = random_crops(images, masks, 40, 8, seed=1, num_classes=4)
+    crops, labels = centre_labelled_crops(images, masks, 40, 8, seed=1, num_classes=4)
     assert torch.bincount(labels, minlength=4).tolist() == [10, 10, 10, 10]
-    crops2, labels2 = random_crops(images, masks, 40, 8, seed=1, num_classes=4)
+    crops2, labels2 = centre_labelled_crops(images, masks, 40, 8, seed=1, num_classes=4)
     assert torch.equal(crops, crops2) and torch.equal(labels, labels2)
-    _, labels3 = random_crops(images, masks, 42, 8, seed=1, num_classes=4)
+    _, labels3 = centre_labelled_crops(images, masks, 42, 8, seed=1, num_classes=4)
     assert sorted(torch.bincount(labels3, minlength=4).tolist()) == [10, 10, 11, 11]
     with pytest.raises(ValueError):
-        random_crops(images, masks, 0, 8)
+        centre_labelled_crops(images, masks, 0, 8)
     with pytest.raises(ValueError, match="size"):
-        random_crops(images, masks, 5, 30)
+        centre_labelled_crops(images, masks, 5, 30)
     with pytest.raises(TypeError, match="size"):
-        random_crops(images, masks, 5, 8.0)
+        centre_labelled_crops(images, masks, 5, 8.0)
     with pytest.raises(ValueError):
-        random_crops(images, masks[:2], 5, 8)
+        centre_labelled_crops(images, masks[:2], 5, 8)
 
 
 def test_window_centre_labels_match_center_crop_convention():

@@ -6,7 +6,7 @@ its mask together so that masks are never interpolated bilinearly; ``chapter`` p
 for a chapter from ``rt.data`` (:func:`chapter_datasets`).
 """
 from .chapter import DATA_TASKS, ChapterSubset, DataInfo, chapter_datasets, take
-from .crops import random_crops, tile_scenes, window_centre_labels
+from .crops import centre_labelled_crops, tile_scenes, window_centre_labels
 from .real import (
     CIFAR10,
     CIFAR10_CLASSES,
@@ -55,7 +55,7 @@ __all__ = [
     "render_shape_image",
     "render_shape_images",
     "stroke_width",
-    "random_crops",
+    "centre_labelled_crops",
     "window_centre_labels",
     "tile_scenes",
     "ClassificationAugment",

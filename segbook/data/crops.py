@@ -1,6 +1,6 @@
 """Crops, sliding-window labels and tiles cut from segmentation scenes.
 
-* :func:`random_crops`: random ``size x size`` crops labelled with the class of their centre pixel
+* :func:`centre_labelled_crops`: random ``size x size`` crops labelled with the class of their centre pixel
   (a patch classification task made from segmentation data);
 * :func:`window_centre_labels`: the same label for every window that a convolutionalised crop
   classifier scores on a whole image (the target of each heat-map cell);
@@ -14,10 +14,10 @@ import torch
 
 from ..checks import positive_int
 
-__all__ = ["random_crops", "window_centre_labels", "tile_scenes"]
+__all__ = ["centre_labelled_crops", "window_centre_labels", "tile_scenes"]
 
 
-def random_crops(images: torch.Tensor, masks: torch.Tensor, n: int, size: int = 16, *, seed: int = 0,
+def centre_labelled_crops(images: torch.Tensor, masks: torch.Tensor, n: int, size: int = 16, *, seed: int = 0,
                  balanced: bool = True, num_classes: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random ``size x size`` crops labelled with the class of their centre pixel.
 
@@ -75,7 +75,7 @@ def window_centre_labels(masks: torch.Tensor, window: int, stride: int) -> torch
 
     Shapes: ``[N, H, W] -> [N, (H - window) // stride + 1, (W - window) // stride + 1]``; entry
     ``(i, j)`` is ``masks[:, i stride + window // 2, j stride + window // 2]``: the target of the
-    heat-map cell ``(i, j)`` of a convolutionalised crop classifier (see :func:`random_crops`).
+    heat-map cell ``(i, j)`` of a convolutionalised crop classifier (see :func:`centre_labelled_crops`).
     """
     if masks.dim() != 3:
         raise ValueError(f"masks must be [N, H, W], got {tuple(masks.shape)}")
