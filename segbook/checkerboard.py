@@ -48,8 +48,6 @@ where the correct output has no periodic part, it is the strength of the artifac
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 import torch.nn.functional as F
 

@@ -25,7 +25,6 @@ stop matching; :func:`unet_valid_sizes` lists the sizes that work:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
