@@ -24,11 +24,12 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
+from .checks import positive_int
 from .parallel import fit_many
 from .train import History
 
 __all__ = ["SeedSpread", "SeededRun", "spread", "format_spread", "final_loss", "fit_over_seeds", "describe_runs",
-           "accuracy_noise", "paired_verdict"]
+           "accuracy_noise", "paired_verdict", "direction_on_seeds"]
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,16 @@ def format_spread(values: Iterable[float], fmt: str = ".3f") -> str:
     return spread(values).format(fmt)
 
 
-def final_loss(history: History, fraction: float = 0.2) -> float:
-    """Mean training loss over the last ``fraction`` of the optimisation steps (a steadier end
-    point than the last step's loss)."""
+def final_loss(history: History, fraction: float = 0.2, *, steps: Optional[int] = None) -> float:
+    """Mean training loss over the last ``fraction`` of the optimisation steps, or over the last
+    ``steps`` steps when given (a steadier end point than the last step's loss)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    steps = history.step_loss
-    if not steps:
+    losses = history.step_loss
+    if not losses:
         raise ValueError("the history has no step losses: was the model trained?")
-    tail = steps[-max(1, int(len(steps) * fraction)):]
+    n = max(1, int(len(losses) * fraction)) if steps is None else positive_int(steps, "steps")
+    tail = losses[-n:]
     return sum(tail) / len(tail)
 
 
@@ -225,3 +227,26 @@ def paired_verdict(differences: Iterable[float], noise: float, *, k: float = 2.0
     if max(abs(x) for x in d) <= bar:
         return "none"
     return "mixed"
+
+
+def direction_on_seeds(differences: Iterable[float], what: str) -> str:
+    """Say in words which way per-seed differences went (``A - B`` on each seed), with no noise
+    threshold: ``"raised WHAT on every seed"`` when all are positive, ``"lowered WHAT on every
+    seed"`` when all are negative, ``"left WHAT unchanged on every seed"`` when all are zero, the
+    same with "... and left it unchanged on others" when some are zero, and ``"raised WHAT on some
+    seeds and lowered it on others"`` when the signs differ. For a verdict that
+    weighs the differences against the seed-to-seed noise, use :func:`paired_verdict`."""
+    values = [float(d) for d in differences]
+    if not values:
+        raise ValueError("differences is empty: pass one difference per seed")
+    if min(values) > 0:
+        return f"raised {what} on every seed"
+    if max(values) < 0:
+        return f"lowered {what} on every seed"
+    if all(v == 0 for v in values):
+        return f"left {what} unchanged on every seed"
+    if min(values) == 0:
+        return f"raised {what} on some seeds and left it unchanged on others"
+    if max(values) == 0:
+        return f"lowered {what} on some seeds and left it unchanged on others"
+    return f"raised {what} on some seeds and lowered it on others"

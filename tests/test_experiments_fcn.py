@@ -271,3 +271,34 @@ def test_centre_mosaics_grid_and_fallback():
     assert centre_mosaics(images, masks, grid=2, max_mosaics=3)[0].shape == (3, 3, 8, 8)
     with pytest.raises(ValueError, match="expected images"):
         centre_mosaics(images[:0], masks[:0])
+
+
+def test_ceiling_metrics_scores_ceiling_labels_against_the_masks():
+    from segbook.experiments.fcn import ceiling_labels, ceiling_metrics
+    from segbook.metrics import SegmentationMetrics
+
+    masks = torch.zeros(2, 16, 16, dtype=torch.long)
+    masks[:, 4:12, 4:12] = 1
+    masks[1, 0:3, 0:3] = 2          # a blob smaller than a stride-8 cell: the ceiling loses it
+    masks[0, 15, :] = 255
+    got = ceiling_metrics(masks, 8, 3)
+    m = SegmentationMetrics(3)
+    m.update(ceiling_labels(masks, 8, 3), masks)
+    want = m.compute()
+    assert got["miou"] == want["miou"] and got["boundary_f1"] == want["boundary_f1"]
+    assert got["iou_per_class"][2] == 0 and got["miou"] < 1
+    assert ceiling_metrics(masks, 1, 3)["miou"] == 1.0   # stride 1 sees everything
+
+
+def test_labelled_shape_share_counts_only_labelled_pixels():
+    from segbook.experiments.fcn import labelled_shape_share
+
+    masks = torch.tensor([[[0, 1, 255, 2]]])
+    labels = torch.tensor([[[3, 0, 5, 2]]])
+    assert labelled_shape_share(masks, masks) == pytest.approx(2 / 3)     # the true share
+    assert labelled_shape_share(labels, masks) == pytest.approx(2 / 3)    # pixel 2 is ignored
+    assert labelled_shape_share(torch.zeros_like(masks), masks) == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        labelled_shape_share(labels[0], masks)
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        labelled_shape_share(labels, torch.full_like(masks, 255))

@@ -198,6 +198,32 @@ def test_bookkeeping_and_long_cells_stay_out_of_the_readers_way(path):
                           "lines; fold them with the hide-input tag or split them")
 
 
+MAX_VISIBLE_LINES = 15
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_visible_cells_are_short_calls_into_the_package(path):
+    """A visible code cell is at most 15 lines: set-up, training over seeds, tables and figures are
+    calls into ``segbook`` (tested there), not code on the page. A cell whose code *is* the lesson
+    (an identity shown in plain torch, say) may be longer when its metadata says why:
+    ``"segbook": {"lesson": "..."}``. And no chapter defines a function or class in a cell, hidden
+    or not: a helper belongs in the package, with a docstring and a test."""
+    long_cells, defined = [], []
+    for i, cell in enumerate(_load(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"])
+        defined += [(i, m.group(0)) for m in re.finditer(r"^(?:async\s+)?(?:def|class)\s+\w+", src, re.M)]
+        lesson = cell.get("metadata", {}).get("segbook", {}).get("lesson")
+        n = len(src.rstrip("\n").splitlines())
+        if not (_tags(cell) & FOLDED_OR_HIDDEN) and n > MAX_VISIBLE_LINES and not lesson:
+            long_cells.append((i, n))
+    assert not long_cells, (f"{path.name}: visible cells (index, lines) {long_cells} are over {MAX_VISIBLE_LINES} "
+                            "lines; move set-up, training or plotting into segbook.experiments / segbook.viz, or, "
+                            "when the code is the lesson, say why in the cell's metadata {'segbook': {'lesson': ...}}")
+    assert not defined, f"{path.name}: cells define {defined}; move them into segbook (with a docstring and a test)"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_hidden_glue_cells_display_nothing(path):
     """A ``remove-input`` cell still shows its outputs: ``glue_all(...)`` as its last line would

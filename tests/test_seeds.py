@@ -33,6 +33,27 @@ def test_final_loss_is_the_mean_of_the_last_fifth():
         final_loss(History(task="classification"))
 
 
+def test_final_loss_over_a_number_of_steps():
+    h = History(task="classification", step_loss=[10.0] * 8 + [1.0, 3.0])
+    assert final_loss(h, steps=1) == 3.0 and final_loss(h, steps=3) == pytest.approx(14 / 3)
+    assert final_loss(h, steps=50) == pytest.approx(8.4)      # more steps than trained: all of them
+    with pytest.raises(ValueError, match="steps"):
+        final_loss(h, steps=0)
+
+
+def test_direction_on_seeds_words_the_sign_of_every_difference():
+    from segbook.seeds import direction_on_seeds
+
+    assert direction_on_seeds([0.1, 0.2], "the score") == "raised the score on every seed"
+    assert direction_on_seeds([-0.1, -0.01], "the score") == "lowered the score on every seed"
+    assert direction_on_seeds([0.0, 0.0], "x") == "left x unchanged on every seed"
+    assert direction_on_seeds([0.1, 0.0], "x") == "raised x on some seeds and left it unchanged on others"
+    assert direction_on_seeds([0.0, -0.1], "x") == "lowered x on some seeds and left it unchanged on others"
+    assert direction_on_seeds([0.1, -0.2], "x") == "raised x on some seeds and lowered it on others"
+    with pytest.raises(ValueError, match="empty"):
+        direction_on_seeds([], "x")
+
+
 def _data(seed):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]

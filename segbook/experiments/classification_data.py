@@ -7,14 +7,16 @@ otherwise), training set and validation loader, one pair per seed.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..checks import positive_int
 from ..data import chapter_datasets, make_loader
+from ..seeds import SeededRun, fit_over_seeds
 
-__all__ = ["seed_data"]
+__all__ = ["seed_data", "train_over_seeds"]
 
 
 def seed_data(
@@ -56,3 +58,26 @@ def seed_data(
                                                  n_val=n_val, seed=s)
         data[s] = (train_set, make_loader(val_set, val_batch_size))
     return data
+
+
+def train_over_seeds(builders: Mapping[str, Callable[[], nn.Module]],
+                     data: Mapping[int, tuple[Dataset, DataLoader]], *, batch_size: int,
+                     **fit_kwargs) -> dict[str, list[SeededRun]]:
+    """Train each builder's net once per seed of ``data``, all nets of a seed on the same batches.
+
+    ``data`` is what :func:`seed_data` returns, ``{seed: (training set, validation loader)}``; its
+    seeds are taken in order. Seed ``s`` trains on ``make_loader(training set, batch_size,
+    shuffle=True, seed=s)`` (so every net of the seed sees the same batch order) and is validated
+    on its own loader; the weights of each net are drawn with seed ``s`` too
+    (:func:`segbook.seeds.fit_over_seeds`, which on a multi-core CPU trains two processes at a time,
+    one thread each). ``fit_kwargs`` go to :func:`segbook.train.fit` (``task``, ``epochs``, ``lr``,
+    ``aux_weight``, ...). Returns ``{name: [one SeededRun per seed]}``.
+    """
+    if not data:
+        raise ValueError("data is empty: pass seed_data(rt, rt.seeds, ...) (at least one seed)")
+    positive_int(batch_size, "batch_size")
+
+    def train_loader(s: int) -> DataLoader:
+        return make_loader(data[s][0], batch_size, shuffle=True, seed=s)
+
+    return fit_over_seeds(builders, train_loader, list(data), val_loader=lambda s: data[s][1], **fit_kwargs)

@@ -44,11 +44,12 @@ from ..analysis import empirical_receptive_field
 from ..checks import positive_int
 from ..constants import IGNORE_INDEX
 from ..data import chapter_datasets, make_loader, take, tile_scenes, window_centre_labels
-from ..metrics import confusion_matrix
+from ..metrics import SegmentationMetrics, confusion_matrix
 from ..models.fcn import fcn8s, fcn16s, fcn32s
 from ..train import evaluate, fit
 
-__all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels", "shift_agreement", "seed_scenes",
+__all__ = ["PAPER_VOC2011_VAL", "init_from_coarser", "ceiling_labels", "ceiling_metrics", "labelled_shape_share",
+           "shift_agreement", "seed_scenes",
            "to_pixel_major", "window_recall", "FILLED_SHAPES", "THIN_SHAPES", "shape_class_groups", "group_mean",
            "backbone_stages", "StagedTraining", "staged_training", "tiled_evaluation", "centre_mosaics"]
 
@@ -115,6 +116,35 @@ def ceiling_labels(masks: torch.Tensor, stride: int, num_classes: int, *, ignore
     h, w = cells.shape[-2:]
     up = F.interpolate(cells, size=(h * stride, w * stride), mode="bilinear", align_corners=False)
     return up[..., :height, :width].argmax(1)
+
+
+def ceiling_metrics(masks: torch.Tensor, stride: int, num_classes: int, *, ignore_index: int = IGNORE_INDEX) -> dict:
+    """The scores of :func:`ceiling_labels` against the ground truth itself: what a perfect score map
+    at stride ``stride`` would reach, with no network (the data's ceiling for that stride).
+
+    Shapes: ``masks [N, H, W]`` int64. Returns :meth:`segbook.metrics.SegmentationMetrics.compute`'s
+    dict (``miou``, ``pixel_acc``, ``boundary_f1``, ``iou_per_class``, ...).
+    """
+    metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+    metrics.update(ceiling_labels(masks, stride, num_classes, ignore_index=ignore_index), masks)
+    return metrics.compute()
+
+
+def labelled_shape_share(labels: torch.Tensor, masks: torch.Tensor, *, ignore_index: int = IGNORE_INDEX) -> float:
+    """The share of the labelled pixels (``masks != ignore_index``) whose ``labels`` name some shape,
+    i.e. any class but background (0).
+
+    Shapes: ``labels`` and ``masks`` ``[N, H, W]`` int64 (``labels`` a prediction, or ``masks`` itself
+    for the true share). The FCN chapter reads it as "how much of the image a net calls foreground".
+    """
+    if not isinstance(labels, torch.Tensor) or not isinstance(masks, torch.Tensor) \
+            or labels.shape != masks.shape or labels.dim() != 3:
+        raise ValueError(f"labels and masks must be tensors of one shape [N, H, W], got "
+                         f"{tuple(getattr(labels, 'shape', ()))} and {tuple(getattr(masks, 'shape', ()))}")
+    labelled = masks != ignore_index
+    if not bool(labelled.any()):
+        raise ValueError(f"no labelled pixel: every mask pixel equals ignore_index={ignore_index}")
+    return (labels[labelled] > 0).float().mean().item()
 
 
 @torch.inference_mode()
