@@ -44,6 +44,9 @@ def test_plot_crf_cost_one_line_per_backend_with_its_slope():
         assert [t.get_text() for t in ax.get_legend().get_texts()] == ["exact (slope 2.04)", "lattice (slope 0.50)"]
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
         np.testing.assert_allclose(ax.lines[1].get_ydata(), [64e-4, 256e-4])
+        # x ticks: the measured sizes, labelled once (no colliding log minor labels)
+        assert list(ax.get_xticks()) == [64, 256] and [t.get_text() for t in ax.get_xticklabels()] == ["64", "256"]
+        assert len(ax.xaxis.get_minorticklocs()) == 0
     finally:
         plt.close(fig)
 
