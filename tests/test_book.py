@@ -286,9 +286,16 @@ def _is_redirect(soup) -> bool:
 def _stale_reason():
     if not (HTML / "index.html").exists():
         return f"{HTML.relative_to(ROOT)} is absent: build the book first (jupyter-book build . -W -n --keep-going)"
-    built = min(p.stat().st_mtime for p in _pages())
-    sources = [p for p in CHAPTERS.iterdir() if p.suffix in (".md", ".ipynb")] + [ROOT / "_config.yml", ROOT / "_toc.yml"]
-    newer = [p.name for p in sources if p.stat().st_mtime > built]
+    # Each chapter against its own page: an incremental build rewrites only the pages whose source
+    # changed (the index, search and other pages keep their old times). A change of _config.yml or
+    # _toc.yml rebuilds every page, so those are compared with the oldest page.
+    oldest = min(p.stat().st_mtime for p in _pages())
+    newer = []
+    for src in sorted(p for p in CHAPTERS.iterdir() if p.suffix in (".md", ".ipynb")):
+        page = HTML / "chapters" / f"{src.stem}.html"
+        if not page.exists() or src.stat().st_mtime > page.stat().st_mtime:
+            newer.append(src.name)
+    newer += [p.name for p in (ROOT / "_config.yml", ROOT / "_toc.yml") if p.stat().st_mtime > oldest]
     if newer:
         return f"_build/html is older than {', '.join(sorted(newer))}: rebuild the book before checking it"
     return None
